@@ -1,0 +1,109 @@
+"""The FastAPI app: the room websocket, health, download links and the CLI's HTTP calls."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+
+from emulator.auth import AuthError
+from emulator.errors import RoomError
+from emulator.paths import basename
+from emulator.session import Session
+from emulator.state import EmulatorState
+from emulator.storage import canonical_file
+
+logger = logging.getLogger("localmesh.app")
+
+SDK_VERSION = "0.56.0"
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+def _refusal(status: int, reason: str) -> Response:
+    # The real SDK only shows the status; our own client and curl show the reason too.
+    return JSONResponse({"error": reason}, status_code=status, headers={"x-localmesh-reason": reason})
+
+
+def create_app(state: EmulatorState) -> FastAPI:
+    app = FastAPI(title="localmesh room emulator", docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/config")
+    async def config() -> dict[str, str]:
+        # The real CLI reads this at start to compare versions.
+        return {"version": SDK_VERSION}
+
+    @app.websocket("/rooms/{room}")
+    async def room_socket(websocket: WebSocket, room: str) -> None:
+        token = _bearer(websocket.headers.get("authorization"))
+        try:
+            if token is None:
+                raise AuthError("no 'Authorization: Bearer <participant token>' header")
+            participant = state.participant(token, room)
+        except AuthError as error:
+            logger.warning("room %s: refused a connection: %s", room, error)
+            # 403 at upgrade: the SDK fails at once instead of retrying for ever.
+            await websocket.send_denial_response(_refusal(403, str(error)))
+            return
+        session = Session(
+            websocket, room=room, participant=participant, tools=state.tool,
+            max_message_bytes=state.settings.max_message_bytes, on_close=state.rooms.leave,
+        )
+        state.rooms.join(session)
+        await session.run(state.public_url or str(websocket.base_url).replace("ws", "http", 1))
+
+    @app.post("/accounts/projects/{project_id}/rooms/{room}/connect")
+    async def connect_room(project_id: str, room: str, request: Request) -> Response:
+        # The real CLI asks for a room token here when --room differs from MESHAGENT_ROOM.
+        token = _bearer(request.headers.get("authorization"))
+        if token is None or not (state.is_api_key(token) or _valid_token(state, token)):
+            return _refusal(401, "a project API key or participant token is required")
+        body = await _json_body(request)
+        name = str(body.get("participant_name") or body.get("name") or "cli")
+        jwt_text = state.mint_token(room=room, name=name, role="user")
+        return JSONResponse({
+            "jwt": jwt_text, "room_name": room, "project_id": state.api_key.project_id,
+            "room_url": f"{state.public_url.replace('http', 'ws', 1)}/rooms/{room}",
+        })
+
+    @app.get("/_localmesh/download/{room}/{path:path}")
+    async def download(room: str, path: str, sig: str = "") -> Response:
+        try:
+            path = canonical_file(path)
+            state.check_download(room, path, sig)
+            row, data = await state.storage.read(room, path)
+        except AuthError as error:
+            return _refusal(403, str(error))
+        except RoomError as error:
+            return _refusal(404 if error.code == 3001 else 400, error.message)
+        mime = row.mime_type or mimetypes.guess_type(basename(path))[0] or "application/octet-stream"
+        return Response(data, media_type=mime,
+                        headers={"content-disposition": f'inline; filename="{basename(path)}"'})
+
+    return app
+
+
+def _valid_token(state: EmulatorState, token: str) -> bool:
+    try:
+        state.verifier.verify(token)
+        return True
+    except AuthError:
+        return False
+
+
+async def _json_body(request: Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,287 @@
+"""API keys, participant tokens and the grants they carry.
+
+Everything here is plain data and pure functions: verification returns a ``Participant``
+or raises ``AuthError`` with a reason a person can act on. Nothing knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+TOKEN_VERSION = "0.56.0"
+ROLES = ("user", "agent", "tool")
+
+
+class AuthError(Exception):
+    """A token or key was refused. ``str(error)`` says why."""
+
+
+# ---------------------------------------------------------------- API keys
+
+
+def _uuid_to_key_part(value: str) -> str:
+    raw = base64.urlsafe_b64encode(uuid.UUID(value).bytes).decode().rstrip("=")
+    return raw.replace("-", ".")
+
+
+def _key_part_to_uuid(part: str) -> str:
+    raw = part.replace(".", "-")
+    return str(uuid.UUID(bytes=base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))))
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A MeshAgent ``ma-<kid>-<project>-<secret>`` key, as the real CLI and SDK parse it."""
+
+    key_id: str
+    project_id: str
+    secret: str
+
+    @property
+    def text(self) -> str:
+        return f"ma-{_uuid_to_key_part(self.key_id)}-{_uuid_to_key_part(self.project_id)}-{self.secret}"
+
+    @classmethod
+    def generate(cls, project_id: str | None = None) -> ApiKey:
+        return cls(
+            key_id=str(uuid.uuid4()),
+            project_id=project_id or str(uuid.uuid4()),
+            secret=secrets.token_urlsafe(32),
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> ApiKey:
+        if not text.startswith("ma-"):
+            raise AuthError("an API key starts with 'ma-'")
+        parts = text[3:].split("-", 2)
+        if len(parts) != 3 or not parts[2]:
+            raise AuthError("an API key has the form ma-<key id>-<project id>-<secret>")
+        try:
+            return cls(_key_part_to_uuid(parts[0]), _key_part_to_uuid(parts[1]), parts[2])
+        except ValueError as error:
+            raise AuthError(f"the API key's id parts are not valid: {error}") from None
+
+
+# ---------------------------------------------------------------- grants
+
+
+READ_ACTIONS = frozenset({"list", "read"})
+WRITE_ACTIONS = frozenset({"list", "read", "write", "delete"})
+
+
+def _descends(parent: str, path: str) -> bool:
+    return not parent or path.startswith(parent + "/")
+
+
+@dataclass(frozen=True)
+class PathRule:
+    """A storage rule: actions allowed at ``path`` (and below it, when recursive)."""
+
+    path: str
+    actions: frozenset[str]
+    recursive: bool = True
+    excluded: tuple[str, ...] = ()
+
+    def allows(self, action: str, path: str, subtree: bool = False) -> bool:
+        if action not in self.actions or (subtree and not self.recursive):
+            return False
+        if path != self.path and not (self.recursive and _descends(self.path, path)):
+            return False
+        return not any(
+            path == excluded or _descends(excluded, path) or (subtree and _descends(path, excluded))
+            for excluded in self.excluded
+        )
+
+
+@dataclass(frozen=True)
+class StorageGrant:
+    rules: tuple[PathRule, ...]
+
+    @classmethod
+    def from_scope(cls, scope: dict[str, Any]) -> StorageGrant:
+        files = scope.get("files")
+        if isinstance(files, dict):
+            return cls(tuple(
+                PathRule(
+                    path=str(rule.get("path", "")).strip("/"),
+                    actions=frozenset(rule.get("actions") or ()),
+                    recursive=bool(rule.get("recursive", True)),
+                    excluded=tuple(str(p).strip("/") for p in rule.get("excluded_paths") or ()),
+                )
+                for rule in files.get("paths") or ()
+            ))
+        paths = scope.get("paths")
+        if paths is None:
+            return cls((PathRule("", WRITE_ACTIONS),))
+        # Legacy rules: an earlier rule wins, so each rule excludes the ones before it.
+        rules: list[PathRule] = []
+        for rule in paths:
+            path = str(rule.get("path", "")).strip("/")
+            actions = READ_ACTIONS if rule.get("read_only") else WRITE_ACTIONS
+            rules.append(PathRule(path, actions, excluded=tuple(r.path for r in rules)))
+        return cls(tuple(rules))
+
+    def allows(self, action: str, path: str, subtree: bool = False) -> bool:
+        return any(rule.allows(action, path, subtree) for rule in self.rules)
+
+
+@dataclass(frozen=True)
+class QueuesGrant:
+    send: tuple[str, ...] | None = None
+    receive: tuple[str, ...] | None = None
+    list: bool = True
+
+    @classmethod
+    def from_scope(cls, scope: dict[str, Any]) -> QueuesGrant:
+        send, receive = scope.get("send"), scope.get("receive")
+        return cls(
+            send=None if send is None else tuple(send),
+            receive=None if receive is None else tuple(receive),
+            list=bool(scope.get("list", True)),
+        )
+
+    def can_send(self, queue: str) -> bool:
+        return self.send is None or queue in self.send
+
+    def can_receive(self, queue: str) -> bool:
+        return self.receive is None or queue in self.receive
+
+
+@dataclass(frozen=True)
+class ApiGrant:
+    """The ``api`` grant: which room APIs a participant may call. A missing section = none."""
+
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def has(self, section: str) -> bool:
+        return isinstance(self.sections.get(section), dict)
+
+    @property
+    def queues(self) -> QueuesGrant | None:
+        return QueuesGrant.from_scope(self.sections["queues"]) if self.has("queues") else None
+
+    @property
+    def storage(self) -> StorageGrant | None:
+        return StorageGrant.from_scope(self.sections["storage"]) if self.has("storage") else None
+
+
+FULL_API_SECTIONS = (
+    "livekit", "queues", "messaging", "dataset", "sqlite", "memory", "sync",
+    "storage", "containers", "developer", "agents", "llm", "services",
+)
+
+
+def full_api_scope() -> dict[str, Any]:
+    """What ``ApiScope.agent_default()`` grants: every section with its defaults."""
+    return {section: {} for section in FULL_API_SECTIONS}
+
+
+# ---------------------------------------------------------------- participant tokens
+
+
+@dataclass(frozen=True)
+class Participant:
+    """Who a verified token says is connecting, and what it may do."""
+
+    name: str
+    room: str
+    role: str
+    api: ApiGrant | None
+    project_id: str | None
+    claims: dict[str, Any]
+
+
+def mint_token(
+    key: ApiKey,
+    *,
+    room: str,
+    name: str,
+    role: str = "agent",
+    api: dict[str, Any] | None = None,
+    expires_in: timedelta | None = None,
+) -> str:
+    """A participant JWT shaped like ``ParticipantToken(...).to_jwt(api_key=...)`` makes."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    payload: dict[str, Any] = {
+        "name": name,
+        "grants": [
+            {"name": "room", "scope": room},
+            {"name": "role", "scope": role},
+            {"name": "api", "scope": full_api_scope() if api is None else api},
+        ],
+        "version": TOKEN_VERSION,
+        "kid": key.key_id,
+        "sub": key.project_id,
+    }
+    if expires_in is not None:
+        payload["exp"] = datetime.now(UTC) + expires_in
+    return jwt.encode(payload, key.secret, algorithm="HS256")
+
+
+class TokenVerifier:
+    """Checks participant JWTs against the local project's keys."""
+
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self._by_id = {key.key_id: key for key in keys}
+
+    def _secrets_for(self, claims: dict[str, Any]) -> list[str]:
+        key_id = claims.get("kid")
+        if key_id is None:
+            # Minted with a plain secret (to_jwt(token=...)): any local key's secret may have signed it.
+            return [key.secret for key in self._by_id.values()]
+        key = self._by_id.get(str(key_id))
+        if key is None:
+            raise AuthError(f"token was signed with an unknown key id {key_id!r}")
+        return [key.secret]
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The verified claims of ``token``; raises ``AuthError`` saying why not."""
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as error:
+            raise AuthError(f"token is not a valid JWT: {error}") from None
+        for secret in self._secrets_for(unverified):
+            try:
+                return jwt.decode(token, secret, algorithms=["HS256"], options={"verify_aud": False})
+            except jwt.ExpiredSignatureError:
+                raise AuthError("token has expired") from None
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError as error:
+                raise AuthError(f"token was refused: {error}") from None
+        raise AuthError("token signature is not valid for any key of this project")
+
+    def participant(self, token: str, *, room: str) -> Participant:
+        """Verify ``token`` for joining ``room``."""
+        claims = self.verify(token)
+        grants = claims.get("grants")
+        if not isinstance(grants, list):
+            raise AuthError("token has no grants")
+        by_name = {g.get("name"): g.get("scope") for g in grants if isinstance(g, dict)}
+        token_room = by_name.get("room")
+        if token_room is None:
+            raise AuthError("token has no room grant")
+        if token_room != room:
+            raise AuthError(f"token is for room {token_room!r}, not {room!r}")
+        api = by_name.get("api")
+        if not isinstance(api, dict):
+            raise AuthError("token has no api grant, so it may not call the room API")
+        name = claims.get("name")
+        if not isinstance(name, str) or not name:
+            raise AuthError("token has no participant name")
+        return Participant(
+            name=name,
+            room=room,
+            role=str(by_name.get("role") or "user"),
+            api=ApiGrant(api),
+            project_id=claims.get("sub"),
+            claims=claims,
+        )

@@ -1,0 +1,81 @@
+"""A tool call in flight: what handlers receive, and how they answer or stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from emulator.errors import INVALID_REQUEST, RoomError
+from worker.wire import Content
+
+if TYPE_CHECKING:
+    from emulator.auth import Participant
+
+
+class CallPeer(Protocol):
+    """The side of a session a call talks back through."""
+
+    participant_id: str
+    participant: Participant
+
+    async def reply(self, message_id: int, content: Content) -> None: ...
+    async def send(self, type: str, header: dict[str, Any], payload: bytes = b"") -> None: ...
+
+
+@dataclass
+class Call:
+    """One ``room.invoke_tool`` request, as a handler sees it."""
+
+    message_id: int
+    toolkit: str
+    tool: str
+    arguments: Content
+    tool_call_id: str
+    peer: CallPeer
+    room: str
+    # Request chunks of a streamed call (arguments = control open), in arrival order.
+    inbound: asyncio.Queue[Content] | None = None
+    opened: bool = field(default=False, init=False)
+
+    @property
+    def participant(self) -> Participant:
+        return self.peer.participant
+
+    @property
+    def streamed(self) -> bool:
+        return self.inbound is not None
+
+    def json_arguments(self) -> dict[str, Any]:
+        """The call's ``json`` arguments as a dict; a clear 1002 for anything else."""
+        if self.arguments.type == "empty":
+            return {}
+        if self.arguments.type != "json" or not isinstance(self.arguments.header.get("json"), dict):
+            raise RoomError(
+                INVALID_REQUEST,
+                f"{self.toolkit}.{self.tool} takes a json object argument, "
+                f"not {self.arguments.type!r} content",
+            )
+        return self.arguments.header["json"]
+
+    async def next_chunk(self, timeout: float | None = None) -> Content:
+        """The next request chunk of a streamed call."""
+        if self.inbound is None:
+            raise RoomError(INVALID_REQUEST, f"{self.toolkit}.{self.tool} must be called as a stream")
+        async with asyncio.timeout(timeout):
+            return await self.inbound.get()
+
+    async def open_stream(self) -> None:
+        self.opened = True
+        await self.peer.reply(self.message_id, Content({"type": "control", "method": "open"}))
+
+    async def send_chunk(self, content: Content) -> None:
+        await self.peer.send(
+            "room.tool_call_response_chunk",
+            {"tool_call_id": self.tool_call_id, "chunk": content.header},
+            content.payload,
+        )
+
+
+Handler = Callable[[Call], Awaitable[Content | None]]

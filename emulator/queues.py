@@ -1,0 +1,137 @@
+"""Queue semantics: FIFO per queue, one receiver per message, long-poll waiters in line.
+
+Waiting receivers are woken in process, never by polling the database. A send commits
+the message, then hands the head of the queue to the first live waiter. A receiver that
+is cancelled (its connection closed) after being handed a message puts it back in its
+place, so a departed receiver takes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from typing import Any
+
+from emulator.errors import QUEUE_NOT_FOUND, RoomError
+from emulator.store import Store
+
+DEFAULT_LONG_POLL_WINDOW = 20.0
+
+_QueueKey = tuple[str, str]
+
+
+class Queues:
+    def __init__(self, store: Store, *, long_poll_window: float = DEFAULT_LONG_POLL_WINDOW) -> None:
+        self._store = store
+        self.long_poll_window = long_poll_window
+        self._known: set[_QueueKey] = set()
+        self._waiters: dict[_QueueKey, deque[asyncio.Future[tuple[int, str]]]] = {}
+        self._locks: dict[_QueueKey, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def load(self) -> None:
+        self._known = set(await self._store.all_queues())
+
+    def _lock(self, key: _QueueKey) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _require(self, room: str, name: str, create: bool) -> _QueueKey:
+        key = (room, name)
+        if key not in self._known:
+            if not create:
+                raise RoomError(QUEUE_NOT_FOUND, f"queue {name!r} does not exist in room {room!r}")
+            await self._store.create_queue(room, name)
+            self._known.add(key)
+        return key
+
+    async def list(self, room: str) -> list[tuple[str, int]]:
+        sizes = await self._store.queue_sizes(room)
+        names = {name for r, name in self._known if r == room}
+        return [(name, sizes.get(name, 0)) for name in sorted(names | set(sizes))]
+
+    async def open(self, room: str, name: str) -> None:
+        await self._require(room, name, create=True)
+
+    async def send(self, room: str, name: str, message: Any, *, create: bool = True) -> None:
+        """Commit ``message`` to the queue; return once it is on disk."""
+        key = await self._require(room, name, create)
+        await self._store.append(room, name, json.dumps(message, ensure_ascii=False))
+        await self._serve_waiters(key)
+
+    async def _serve_waiters(self, key: _QueueKey) -> None:
+        waiters = self._waiters.get(key)
+        if not waiters:
+            return
+        async with self._lock(key):
+            while waiters:
+                if waiters[0].done():  # cancelled or timed out
+                    waiters.popleft()
+                    continue
+                popped = await self._store.pop(*key)
+                if popped is None:
+                    return
+                waiter = waiters.popleft()
+                if waiter.done():  # gave up while we were popping: keep the message in line
+                    await self._store.put_back(*key, *popped)
+                    continue
+                waiter.set_result(popped)
+
+    async def receive(
+        self, room: str, name: str, *, create: bool = True, wait: bool = True,
+        window: float | None = None,
+    ) -> Any | None:
+        """Pop the head message; with ``wait``, wait for one up to the long-poll window."""
+        key = await self._require(room, name, create)
+        waiters = self._waiters.setdefault(key, deque())
+        async with self._lock(key):
+            # Waiters only exist while the queue is empty, so skip the trip when there are some.
+            if not any(not w.done() for w in waiters):
+                popped = await self._store.pop(room, name)
+                if popped is not None:
+                    return json.loads(popped[1])
+            if not wait:
+                return None
+            waiter: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+            waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self.long_poll_window if window is None else window):
+                _, body = await waiter
+            return json.loads(body)
+        except TimeoutError:
+            return None
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._put_back_later(key, waiter.result())
+            raise
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+
+    def _put_back_later(self, key: _QueueKey, popped: tuple[int, str]) -> None:
+        # We are being cancelled, so the put-back runs as its own task.
+        async def put_back() -> None:
+            await self._store.put_back(*key, *popped)
+            await self._serve_waiters(key)
+
+        task = asyncio.get_running_loop().create_task(put_back())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self, room: str, name: str) -> None:
+        await self._require(room, name, create=False)
+        await self._store.drain(room, name)
+
+    async def close(self, room: str, name: str) -> None:
+        """Delete the queue and its messages; waiting receivers get nothing."""
+        key = await self._require(room, name, create=False)
+        await self._store.delete_queue(room, name)
+        self._known.discard(key)
+
+    async def settle(self) -> None:
+        """Wait for put-backs still in flight (for shutdown and tests)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

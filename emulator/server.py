@@ -1,0 +1,164 @@
+"""``RoomServer``: the emulator served by uvicorn on 127.0.0.1, in this process.
+
+    async with RoomServer() as server:
+        server.url, server.api_key, server.project_id, server.mint_token(...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from emulator.app import create_app
+from emulator.queues import DEFAULT_LONG_POLL_WINDOW
+from emulator.state import DEFAULT_MAX_MESSAGE_BYTES, EmulatorState, Settings
+
+
+class RoomServer:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_dir: str | Path | None = None,
+        long_poll_window: float = DEFAULT_LONG_POLL_WINDOW,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        llm_script: str | Path | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.settings = Settings(
+            data_dir=None if data_dir is None else Path(data_dir),
+            long_poll_window=long_poll_window,
+            max_message_bytes=max_message_bytes,
+        )
+        self.llm_script = None if llm_script is None else Path(llm_script)
+        self._log_level = log_level
+        self._state: EmulatorState | None = None
+        self._uvicorn: uvicorn.Server | None = None
+        self._main_loop: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._state = await EmulatorState.open(self.settings)
+        app = create_app(self._state)
+        config = uvicorn.Config(
+            app, host=self.host, port=self.port, lifespan="off", log_level=self._log_level,
+            ws_ping_interval=None,  # the SDK pings us; answering is enough
+        )
+        config.load()
+        self._uvicorn = uvicorn.Server(config)
+        self._uvicorn.lifespan = config.lifespan_class(config)
+        # startup + main_loop rather than serve(): serve() takes over the process's signals.
+        await self._uvicorn.startup()
+        if not self._uvicorn.started:
+            await self._state.close()
+            raise OSError(f"localmesh could not listen on {self.host}:{self.port}")
+        self.port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
+        self._state.public_url = self.url
+        self._main_loop = asyncio.create_task(self._uvicorn.main_loop())
+
+    async def stop(self) -> None:
+        if self._uvicorn is not None and self._main_loop is not None:
+            self._uvicorn.should_exit = True
+            await self._main_loop
+            await self._uvicorn.shutdown()
+            self._main_loop = None
+        if self._state is not None:
+            await self._state.close()
+            self._state = None
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled (or ``stop``)."""
+        if self._main_loop is None:
+            await self.start()
+        assert self._main_loop is not None
+        await asyncio.shield(self._main_loop)
+
+    async def __aenter__(self) -> RoomServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------ what clients need
+
+    @property
+    def state(self) -> EmulatorState:
+        if self._state is None:
+            raise RuntimeError("the RoomServer is not running")
+        return self._state
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_key(self) -> str:
+        return self.state.api_key.text
+
+    @property
+    def project_id(self) -> str:
+        return self.state.api_key.project_id
+
+    def room_url(self, room: str) -> str:
+        return f"ws://{self.host}:{self.port}/rooms/{room}"
+
+    def env(self) -> dict[str, str]:
+        """What the real SDK and CLI need to talk to this server."""
+        return environment(self.url, self.api_key, self.project_id)
+
+    def mint_token(
+        self, *, room: str, name: str, role: str = "agent", api: dict[str, Any] | None = None,
+        expires_in: timedelta | None = None,
+    ) -> str:
+        return self.state.mint_token(room=room, name=name, role=role, api=api, expires_in=expires_in)
+
+    # ------------------------------------------------------------ test hooks
+
+    @property
+    def long_poll_window(self) -> float:
+        return self.state.queues.long_poll_window
+
+    @long_poll_window.setter
+    def long_poll_window(self, seconds: float) -> None:
+        self.state.queues.long_poll_window = seconds
+
+    def participants(self, room: str) -> list[dict[str, Any]]:
+        return self.state.rooms.participants(room)
+
+    def developer_logs(self, room: str) -> list[Any]:
+        return self.state.rooms.developer_logs(room)
+
+    async def drop_connections(self, room: str | None = None) -> int:
+        """Abort room TCP connections with no close frame, as a network failure would."""
+        assert self._uvicorn is not None
+        dropped = 0
+        for connection in list(self._uvicorn.server_state.connections):
+            scope = getattr(connection, "scope", None) or {}
+            path = scope.get("path", "")
+            if scope.get("type") != "websocket" or not path.startswith("/rooms/"):
+                continue
+            if room is not None and path != f"/rooms/{room}":
+                continue
+            connection.transport.abort()
+            dropped += 1
+        return dropped
+
+
+def environment(url: str, api_key: str, project_id: str) -> dict[str, str]:
+    return {
+        "MESHAGENT_API_URL": url,
+        # An active CLI profile's URL wins over MESHAGENT_API_URL for rooms; this does not.
+        "MESHAGENT_ROOM_URL": url.replace("http", "ws", 1),
+        "MESHAGENT_API_KEY": api_key,
+        "MESHAGENT_PROJECT_ID": project_id,
+        "MESHAGENT_DISABLE_VERSION_CHECK": "1",
+    }

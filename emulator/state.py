@@ -1,0 +1,107 @@
+"""Everything one emulator holds, wired together: store, keys, models, toolkits, rooms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from emulator.auth import ApiKey, AuthError, Participant, TokenVerifier, mint_token
+from emulator.calls import Call, Handler
+from emulator.project import load_or_create_keys
+from emulator.queues import DEFAULT_LONG_POLL_WINDOW, Queues
+from emulator.rooms import Rooms
+from emulator.storage import Storage
+from emulator.store import Store
+from emulator.toolkits.queues import QueuesToolkit
+from emulator.toolkits.room import DeveloperToolkit, MessagingToolkit
+from emulator.toolkits.storage import StorageToolkit
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+DOWNLOAD_URL_LIFETIME = timedelta(hours=1)
+
+
+@dataclass
+class Settings:
+    data_dir: Path | None = None  # None: in memory, gone when the process ends
+    long_poll_window: float = DEFAULT_LONG_POLL_WINDOW
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+
+@dataclass
+class EmulatorState:
+    settings: Settings
+    store: Store
+    keys: list[ApiKey]
+    verifier: TokenVerifier
+    queues: Queues
+    storage: Storage
+    rooms: Rooms
+    tools: dict[tuple[str, str], Handler] = field(default_factory=dict)
+    public_url: str = ""  # set once the server listens
+
+    @classmethod
+    async def open(cls, settings: Settings) -> EmulatorState:
+        store = await Store.open(settings.data_dir)
+        keys = await load_or_create_keys(store)
+        queues = Queues(store, long_poll_window=settings.long_poll_window)
+        await queues.load()
+        state = cls(
+            settings=settings, store=store, keys=keys, verifier=TokenVerifier(keys),
+            queues=queues, storage=Storage(store), rooms=Rooms(),
+        )
+        toolkits = [
+            QueuesToolkit(queues),
+            StorageToolkit(state.storage, state.rooms.broadcast, state.download_url),
+            DeveloperToolkit(state.rooms.record_developer_log),
+            MessagingToolkit(state.rooms.participants),
+        ]
+        for toolkit in toolkits:
+            for tool, handler in toolkit.handlers().items():
+                state.tools[(toolkit.name, tool)] = handler
+        return state
+
+    async def close(self) -> None:
+        await self.queues.settle()
+        await self.store.close()
+
+    @property
+    def api_key(self) -> ApiKey:
+        return self.keys[0]
+
+    def tool(self, toolkit: str, tool: str) -> Handler | None:
+        return self.tools.get((toolkit, tool))
+
+    # ------------------------------------------------------------ tokens
+
+    def mint_token(self, *, room: str, name: str, role: str = "agent",
+                   api: dict[str, Any] | None = None,
+                   expires_in: timedelta | None = None) -> str:
+        return mint_token(self.api_key, room=room, name=name, role=role, api=api,
+                          expires_in=expires_in)
+
+    def participant(self, token: str, room: str) -> Participant:
+        return self.verifier.participant(token, room=room)
+
+    def is_api_key(self, text: str) -> bool:
+        return any(text == key.text for key in self.keys)
+
+    # ------------------------------------------------------------ presigned downloads
+
+    def download_url(self, call: Call, path: str) -> str:
+        return f"{self.public_url}/_localmesh/download/{call.room}/{path}?sig={self.sign_download(call.room, path)}"
+
+    def sign_download(self, room: str, path: str) -> str:
+        claims = {"room": room, "path": path, "exp": datetime.now(UTC) + DOWNLOAD_URL_LIFETIME}
+        return jwt.encode(claims, self.api_key.secret, algorithm="HS256")
+
+    def check_download(self, room: str, path: str, signature: str) -> None:
+        try:
+            claims = jwt.decode(signature, self.api_key.secret, algorithms=["HS256"])
+        except jwt.PyJWTError as error:
+            raise AuthError(f"download link is not valid: {error}") from None
+        if claims.get("room") != room or claims.get("path") != path:
+            raise AuthError("download link was signed for another file")

@@ -1,0 +1,141 @@
+"""Room storage semantics: files by canonical path, folders implied by their files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from emulator.errors import (
+    STORAGE_ALREADY_EXISTS,
+    STORAGE_INVALID_PATH,
+    STORAGE_NOT_FOUND,
+    STORAGE_RECURSIVE_REQUIRED,
+    RoomError,
+)
+from emulator.paths import InvalidPath, basename, normalize_path, parent_of
+from emulator.store import FileRow, Store
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def canonical(path: Any) -> str:
+    """The canonical form of a request path, or a 3004 error saying what is wrong."""
+    try:
+        return normalize_path(path)
+    except InvalidPath as error:
+        raise RoomError(STORAGE_INVALID_PATH, str(error)) from None
+
+
+def canonical_file(path: Any) -> str:
+    name = canonical(path)
+    if not name:
+        raise RoomError(STORAGE_INVALID_PATH, "the room root is a folder, not a file path")
+    return name
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    is_folder: bool
+    size: int | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "is_folder": self.is_folder}
+        if not self.is_folder:
+            data.update(size=self.size, created_at=self.created_at, updated_at=self.updated_at)
+        return data
+
+
+def _file_entry(row: FileRow) -> Entry:
+    return Entry(basename(row.path), False, row.size, row.created_at, row.updated_at)
+
+
+class Storage:
+    def __init__(self, store: Store, *, now: Callable[[], str] = utc_now) -> None:
+        self._store = store
+        self._now = now
+
+    async def _is_folder(self, room: str, path: str) -> bool:
+        return path == "" or await self._store.has_files_under(room, path)
+
+    async def stat(self, room: str, path: str) -> Entry | None:
+        row = await self._store.file(room, path)
+        if row is not None:
+            return _file_entry(row)
+        if await self._is_folder(room, path):
+            return Entry(basename(path), True)
+        return None
+
+    async def list(self, room: str, folder: str) -> list[Entry]:
+        """Direct children of ``folder``; a missing folder lists as empty."""
+        prefix = folder + "/" if folder else ""
+        entries: dict[str, Entry] = {}
+        for row in await self._store.files_under(room, folder):
+            rest = row.path[len(prefix):]
+            child, slash, _ = rest.partition("/")
+            if slash:
+                entries.setdefault(child, Entry(child, True))
+            else:
+                entries[child] = _file_entry(row)
+        return list(entries.values())
+
+    async def _check_writable(self, room: str, path: str, overwrite: bool) -> None:
+        if await self._store.has_files_under(room, path):
+            raise RoomError(STORAGE_ALREADY_EXISTS, f"{path!r} is a folder")
+        parent = parent_of(path)
+        while parent:
+            if await self._store.file(room, parent) is not None:
+                raise RoomError(STORAGE_INVALID_PATH, f"{parent!r} is a file, not a folder")
+            parent = parent_of(parent)
+        if not overwrite and await self._store.file(room, path) is not None:
+            raise RoomError(STORAGE_ALREADY_EXISTS, f"file {path!r} already exists")
+
+    async def check_writable(self, room: str, path: str, overwrite: bool) -> None:
+        """Refuse early (before an upload streams its bytes) what ``write`` would refuse."""
+        await self._check_writable(room, path, overwrite)
+
+    async def write(
+        self, room: str, path: str, data: bytes, mime_type: str, *, overwrite: bool
+    ) -> None:
+        await self._check_writable(room, path, overwrite)
+        await self._store.write_file(room, path, data, mime_type, self._now())
+
+    async def read(self, room: str, path: str) -> tuple[FileRow, bytes]:
+        row = await self._store.file(room, path)
+        data = None if row is None else await self._store.read_file(room, path)
+        if row is None or data is None:
+            raise RoomError(STORAGE_NOT_FOUND, f"file {path!r} was not found")
+        return row, data
+
+    async def delete(self, room: str, path: str, *, recursive: bool) -> None:
+        if await self._store.file(room, path) is not None:
+            await self._store.delete_tree(room, path)  # a file has nothing below it
+            return
+        if not path or not await self._is_folder(room, path):
+            raise RoomError(STORAGE_NOT_FOUND, f"{path!r} was not found")
+        if not recursive:
+            raise RoomError(
+                STORAGE_RECURSIVE_REQUIRED, f"{path!r} is a folder: delete it with recursive=true"
+            )
+        await self._store.delete_tree(room, path)
+
+    async def move(self, room: str, source: str, destination: str, *, overwrite: bool) -> None:
+        if source == destination:
+            return
+        if not source or not destination:
+            raise RoomError(STORAGE_INVALID_PATH, "the room root cannot be moved or replaced")
+        if destination.startswith(source + "/"):
+            raise RoomError(STORAGE_INVALID_PATH, f"cannot move {source!r} into itself")
+        if await self.stat(room, source) is None:
+            raise RoomError(STORAGE_NOT_FOUND, f"{source!r} was not found")
+        if await self.stat(room, destination) is not None:
+            if not overwrite:
+                raise RoomError(STORAGE_ALREADY_EXISTS, f"{destination!r} already exists")
+            await self._store.delete_tree(room, destination)
+        await self._store.move_tree(room, source, destination, self._now())

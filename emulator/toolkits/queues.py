@@ -1,0 +1,104 @@
+"""The ``queues`` toolkit on the wire: arguments in, grant checks, queue model, contents out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.calls import Call, Handler
+from emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
+from emulator.queues import Queues
+from worker.wire import Content, empty_content, json_content, text_content
+
+
+def _queue_name(args: dict[str, Any]) -> str:
+    name = args.get("name")
+    if not isinstance(name, str) or not name:
+        raise RoomError(INVALID_REQUEST, "queue name must be a non-empty string")
+    return name
+
+
+def _flag(args: dict[str, Any], key: str, default: bool) -> bool:
+    value = args.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise RoomError(INVALID_REQUEST, f"{key!r} must be true or false, not {value!r}")
+    return value
+
+
+def _deny(call: Call, what: str) -> RoomError:
+    return RoomError(
+        PERMISSION_DENIED,
+        f"participant {call.participant.name!r} is not granted {what} (api.queues grant)",
+    )
+
+
+def _grant(call: Call):
+    grant = call.participant.api.queues if call.participant.api else None
+    if grant is None:
+        raise _deny(call, "the queues API")
+    return grant
+
+
+class QueuesToolkit:
+    name = "queues"
+
+    def __init__(self, queues: Queues) -> None:
+        self._queues = queues
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "list": self.list, "open": self.open, "send": self.send,
+            "receive": self.receive, "drain": self.drain, "close": self.close,
+        }
+
+    async def list(self, call: Call) -> Content:
+        if not _grant(call).list:
+            raise _deny(call, "listing queues")
+        queues = await self._queues.list(call.room)
+        return json_content({"queues": [{"name": n, "size": s} for n, s in queues]})
+
+    async def open(self, call: Call) -> Content:
+        name = _queue_name(call.json_arguments())
+        grant = _grant(call)
+        if not (grant.can_send(name) or grant.can_receive(name)):
+            raise _deny(call, f"queue {name!r}")
+        await self._queues.open(call.room, name)
+        return empty_content()
+
+    async def send(self, call: Call) -> Content:
+        args = call.json_arguments()
+        name = _queue_name(args)
+        if not _grant(call).can_send(name):
+            raise _deny(call, f"send on queue {name!r}")
+        if "message" not in args:
+            raise RoomError(INVALID_REQUEST, "queues.send needs a 'message'")
+        await self._queues.send(call.room, name, args["message"], create=_flag(args, "create", True))
+        return empty_content()
+
+    async def receive(self, call: Call) -> Content:
+        args = call.json_arguments()
+        name = _queue_name(args)
+        if not _grant(call).can_receive(name):
+            raise _deny(call, f"receive on queue {name!r}")
+        message = await self._queues.receive(
+            call.room, name, create=_flag(args, "create", True), wait=_flag(args, "wait", True)
+        )
+        if message is None:
+            return empty_content()
+        return text_content(message) if isinstance(message, str) else json_content(message)
+
+    async def drain(self, call: Call) -> Content:
+        name = _queue_name(call.json_arguments())
+        if not _grant(call).can_receive(name):
+            raise _deny(call, f"receive on queue {name!r}")
+        await self._queues.drain(call.room, name)
+        return empty_content()
+
+    async def close(self, call: Call) -> Content:
+        name = _queue_name(call.json_arguments())
+        grant = _grant(call)
+        if not (grant.can_send(name) and grant.can_receive(name)):
+            raise _deny(call, f"send and receive on queue {name!r}")
+        await self._queues.close(call.room, name)
+        return empty_content()

@@ -1,0 +1,1 @@
+"""localmesh's Worker SDK: queue-driven agents against a MeshAgent room."""

@@ -1,0 +1,249 @@
+"""The MeshAgent room wire format: packet framing, message envelopes and contents.
+
+This is the one codec in localmesh: the emulator (server side) and our room client
+(client side) both import it, so the two can never disagree about bytes.
+
+A *message* is ``(message_id, type, data)``. On the socket it travels as one header
+packet and ``ceil(len(data) / 1024)`` data packets, each its own binary frame. ``data``
+is an *envelope*: an 8-byte big-endian header length, a JSON object, then a payload.
+A *content* is an envelope whose JSON header has a ``type`` key (json, text, error...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+PACKET_DATA_SIZE = 1024
+_ID = 8
+_INDEX = 4
+_COUNT = 4
+HEADER_PREFIX = _ID + _INDEX + _COUNT  # bytes before the message type in a header packet
+DATA_PREFIX = _ID + _INDEX  # bytes before the data in a data packet
+ENVELOPE_LENGTH = 8
+_TRACE_KEY = "__meshagent__"  # the SDK's OpenTelemetry key, never an argument
+
+
+class WireError(ValueError):
+    """Bytes that do not follow the wire format. The message says what was wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    type: str
+    data: bytes
+
+
+# ---------------------------------------------------------------- packet framing
+
+
+def packet_count(data: bytes) -> int:
+    return (len(data) + PACKET_DATA_SIZE - 1) // PACKET_DATA_SIZE
+
+
+def encode_message(message_id: int, type: str, data: bytes) -> list[bytes]:
+    """The frames of one message, to be written back to back, never interleaved."""
+    count = packet_count(data)
+    id_bytes = message_id.to_bytes(_ID, "big")
+    frames = [id_bytes + (0).to_bytes(_INDEX, "big") + count.to_bytes(_COUNT, "big") + type.encode()]
+    view = memoryview(data)
+    for index in range(count):
+        chunk = view[index * PACKET_DATA_SIZE : (index + 1) * PACKET_DATA_SIZE]
+        frames.append(id_bytes + (index + 1).to_bytes(_INDEX, "big") + bytes(chunk))
+    return frames
+
+
+class PacketAssembler:
+    """Reassembles messages from frames, one state machine per connection.
+
+    Unlike the SDK's receiver, which silently drops a bad message, ``feed`` raises
+    ``WireError`` naming what was wrong, so a server can answer the peer with a reason.
+    The assembler is ready for the next header packet after an error.
+    """
+
+    def __init__(self, max_message_bytes: int | None = None) -> None:
+        self._max = max_message_bytes
+        self._reset()
+
+    def _reset(self) -> None:
+        self._id = -1
+        self._type = ""
+        self._expected = 0
+        self._next_index = 0
+        self._parts: list[bytes] = []
+
+    @property
+    def in_message(self) -> bool:
+        return self._next_index > 0
+
+    def feed(self, frame: bytes) -> Message | None:
+        """Take one frame; return the message it completes, if any."""
+        if len(frame) < DATA_PREFIX:
+            self._reset()
+            raise WireError(f"frame of {len(frame)} bytes is shorter than a packet prefix")
+        message_id = int.from_bytes(frame[:_ID], "big")
+        index = int.from_bytes(frame[_ID:DATA_PREFIX], "big")
+        if index == 0:
+            return self._start(message_id, frame)
+        if index != self._next_index or message_id != self._id:
+            expected = f"packet {self._next_index} of message {self._id}" if self.in_message else (
+                "a header packet"
+            )
+            self._reset()
+            raise WireError(f"got packet {index} of message {message_id}, expected {expected}")
+        self._parts.append(frame[DATA_PREFIX:])
+        if index == self._expected:
+            return self._finish()
+        self._next_index += 1
+        return None
+
+    def _start(self, message_id: int, frame: bytes) -> Message | None:
+        interrupted = self.in_message
+        self._reset()
+        if interrupted:
+            raise WireError("a header packet arrived before the previous message was complete")
+        if len(frame) < HEADER_PREFIX:
+            raise WireError(f"header packet of {len(frame)} bytes has no packet count")
+        count = int.from_bytes(frame[DATA_PREFIX:HEADER_PREFIX], "big")
+        if self._max is not None and count * PACKET_DATA_SIZE > self._max + PACKET_DATA_SIZE:
+            raise WireError(
+                f"message of {count} packets exceeds the limit of {self._max} bytes"
+            )
+        try:
+            self._type = frame[HEADER_PREFIX:].decode()
+        except UnicodeDecodeError as error:
+            raise WireError(f"message type is not UTF-8: {error}") from None
+        self._id = message_id
+        self._expected = count
+        if count == 0:
+            return self._finish()
+        self._next_index = 1
+        return None
+
+    def _finish(self) -> Message:
+        message = Message(self._id, self._type, b"".join(self._parts))
+        self._reset()
+        if self._max is not None and len(message.data) > self._max:
+            raise WireError(
+                f"message of {len(message.data)} bytes exceeds the limit of {self._max} bytes"
+            )
+        return message
+
+
+# ---------------------------------------------------------------- envelopes
+
+
+def pack(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    body = json.dumps(header, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    return len(body).to_bytes(ENVELOPE_LENGTH, "big") + body + payload
+
+
+def unpack(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """Split an envelope into its JSON header (trace key removed) and payload."""
+    if len(data) < ENVELOPE_LENGTH:
+        raise WireError(f"envelope of {len(data)} bytes has no header length")
+    length = int.from_bytes(data[:ENVELOPE_LENGTH], "big")
+    end = ENVELOPE_LENGTH + length
+    if end > len(data):
+        raise WireError(f"envelope header length {length} runs past the {len(data)}-byte message")
+    try:
+        header = json.loads(data[ENVELOPE_LENGTH:end])
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WireError(f"envelope header is not valid JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise WireError(f"envelope header must be a JSON object, not {type(header).__name__}")
+    header.pop(_TRACE_KEY, None)
+    return header, data[end:]
+
+
+# ---------------------------------------------------------------- contents
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """A typed content: ``header`` holds ``type`` and its fields, ``payload`` any bytes."""
+
+    header: dict[str, Any]
+    payload: bytes = b""
+
+    @property
+    def type(self) -> str:
+        return self.header["type"]
+
+    def pack(self) -> bytes:
+        return pack(self.header, self.payload)
+
+
+def json_content(value: Any) -> Content:
+    return Content({"type": "json", "json": value})
+
+
+def text_content(text: str) -> Content:
+    return Content({"type": "text", "text": text})
+
+
+def empty_content() -> Content:
+    return Content({"type": "empty"})
+
+
+def error_content(text: str, code: int | None = None) -> Content:
+    header: dict[str, Any] = {"type": "error", "text": text}
+    if code is not None:
+        header["code"] = code
+    return Content(header)
+
+
+def binary_content(headers: dict[str, Any], payload: bytes = b"") -> Content:
+    return Content({"type": "binary", "headers": headers}, payload)
+
+
+def file_content(name: str, mime_type: str, data: bytes) -> Content:
+    return Content({"type": "file", "name": name, "mime_type": mime_type}, data)
+
+
+def control_open() -> Content:
+    return Content({"type": "control", "method": "open"})
+
+
+def control_close(status_code: int = 1000, message: str | None = None) -> Content:
+    header: dict[str, Any] = {"type": "control", "method": "close", "status_code": status_code}
+    if message is not None:
+        header["message"] = message
+    return Content(header)
+
+
+CONTENT_TYPES = frozenset({"json", "text", "empty", "error", "file", "binary", "link", "control", "raw"})
+
+
+def content_from_header(header: Any, payload: bytes = b"") -> Content:
+    """Validate a content header (as found in ``arguments`` or ``chunk``)."""
+    if not isinstance(header, dict):
+        raise WireError(f"content must be a JSON object, not {type(header).__name__}")
+    kind = header.get("type")
+    if kind not in CONTENT_TYPES:
+        raise WireError(f"unsupported content type {kind!r}")
+    return Content(header, payload)
+
+
+def unpack_content(data: bytes) -> Content:
+    header, payload = unpack(data)
+    return content_from_header(header, payload)
+
+
+def as_content(value: Any) -> Content:
+    """Wrap a plain value the way the SDK does: dict -> json, str -> text, None -> empty."""
+    if isinstance(value, Content):
+        return value
+    if value is None:
+        return empty_content()
+    if isinstance(value, str):
+        return text_content(value)
+    return json_content(value)
+
+
+def iter_chunks(data: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
