@@ -1,0 +1,111 @@
+"""The ``localmesh`` command: ``serve``, ``env``, ``token``, plus the worker and room commands."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emulator.auth import ROLES, mint_token
+from emulator.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, local_project_key
+from emulator.queues import DEFAULT_LONG_POLL_WINDOW
+from emulator.server import RoomServer, environment
+
+app = typer.Typer(
+    help="localmesh: a local, offline MeshAgent room, its Worker and test harness.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the emulator keeps its SQLite state.")]
+Port = Annotated[int, typer.Option("--port", help="TCP port on the host.")]
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = DEFAULT_HOST,
+    port: Port = DEFAULT_PORT,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    in_memory: Annotated[bool, typer.Option(
+        "--in-memory", help="Keep nothing: state lives in memory and ends with the process.")] = False,
+    long_poll_window: Annotated[float, typer.Option(
+        help="Seconds a waiting queue receive holds before answering empty.")] = DEFAULT_LONG_POLL_WINDOW,
+    llm_script: Annotated[Path | None, typer.Option(
+        help="LLM script the /openai/v1 endpoint plays (default: the built-in demo).")] = None,
+) -> None:
+    """Run the room emulator in the foreground until Ctrl-C or SIGTERM."""
+    server = RoomServer(
+        host=host, port=port, data_dir=None if in_memory else data_dir,
+        long_poll_window=long_poll_window, llm_script=llm_script, log_level="info",
+    )
+    asyncio.run(_serve(server, in_memory))
+
+
+async def _serve(server: RoomServer, in_memory: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    where = "in memory" if in_memory else f"data in {server.settings.data_dir}"
+    typer.echo(f"localmesh serving on {server.url} ({where})", err=True)
+    if in_memory:
+        typer.echo("# point the MeshAgent SDK and CLI at it:", err=True)
+        for name, value in server.env().items():
+            typer.echo(f"export {name}={shlex.quote(value)}", err=True)
+    try:
+        await stop.wait()
+    finally:
+        typer.echo("localmesh: shutting down", err=True)
+        await server.stop()
+
+
+@app.command()
+def env(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    port: Port = DEFAULT_PORT,
+    host: Annotated[str, typer.Option(help="Host the emulator listens on.")] = DEFAULT_HOST,
+) -> None:
+    """Print `export` lines that point the real MeshAgent SDK and CLI at the emulator.
+
+    Use: eval "$(localmesh env)". No MESHAGENT_TOKEN: the real CLI mints tokens from
+    the API key, one per agent name.
+    """
+    key = asyncio.run(local_project_key(data_dir))
+    for name, value in environment(f"http://{host}:{port}", key.text, key.project_id).items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
+
+
+@app.command()
+def token(
+    room: Annotated[str, typer.Option(help="Room the token joins.")],
+    name: Annotated[str, typer.Option(help="Participant name.")],
+    role: Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")] = "agent",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Print a participant token (JWT) signed with the local project key."""
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
+    key = asyncio.run(local_project_key(data_dir))
+    typer.echo(mint_token(key, room=room, name=name, role=role))
+
+
+def _mount_client_commands() -> None:
+    # The worker and room commands live with the Worker SDK; mount them if it provides them.
+    with contextlib.suppress(ImportError):
+        from worker.cli import room_app, worker_app
+
+        app.add_typer(worker_app, name="worker")
+        app.add_typer(room_app, name="room")
+
+
+_mount_client_commands()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Sourced by the other scripts: find Python 3.13, make .venv, install localmesh with its
+# test extras (the real MeshAgent SDK included). Re-runs are cheap: it reinstalls only
+# when pyproject.toml changed.
+set -euo pipefail
+
+LOCALMESH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${LOCALMESH_VENV:-$LOCALMESH_ROOT/.venv}"
+
+find_python313() {
+    local candidate
+    # python3.13 on PATH may be a pyenv shim that refuses to run: check that it really runs.
+    for candidate in "${PYTHON:-}" python3.13 python3; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
+            command -v "$candidate"; return 0
+        fi
+    done
+    local root
+    root="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"
+    for candidate in "$root"/versions/3.13*/bin/python3 /usr/local/bin/python3.13 /usr/bin/python3.13; do
+        if [ -x "$candidate" ] && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
+            echo "$candidate"; return 0
+        fi
+    done
+    return 1
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    if ! PY313="$(find_python313)"; then
+        echo "localmesh needs Python 3.13 (the MeshAgent SDK requires it)." >&2
+        echo "Tried: \$PYTHON, python3.13, python3, \$(pyenv root)/versions/3.13*, /usr/bin/python3.13." >&2
+        echo "Install it (e.g. 'pyenv install 3.13') or set PYTHON=/path/to/python3.13." >&2
+        exit 1
+    fi
+    echo "localmesh: creating $VENV with $PY313" >&2
+    "$PY313" -m venv "$VENV"
+fi
+
+STAMP="$VENV/.localmesh-installed"
+WANT="$(cat "$LOCALMESH_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+    echo "localmesh: installing localmesh[test] into $VENV" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$LOCALMESH_ROOT[test]"
+    echo "$WANT" > "$STAMP"
+fi
+
+export PATH="$VENV/bin:$PATH"
