@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
 from emulator.auth import AuthError
 from emulator.errors import RoomError
+from emulator.llm import create_llm_router
 from emulator.paths import basename
 from emulator.session import Session
 from emulator.state import EmulatorState
@@ -33,6 +35,8 @@ def _refusal(status: int, reason: str) -> Response:
 
 def create_app(state: EmulatorState) -> FastAPI:
     app = FastAPI(title="localmesh room emulator", docs_url=None, redoc_url=None)
+    # The scripted OpenAI Responses endpoint, at {MESHAGENT_API_URL}/openai/v1 like the real one.
+    app.include_router(create_llm_router(state.llm, state.llm_caller_room))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -88,9 +92,15 @@ def create_app(state: EmulatorState) -> FastAPI:
             return _refusal(404 if error.code == 3001 else 400, error.message)
         mime = row.mime_type or mimetypes.guess_type(basename(path))[0] or "application/octet-stream"
         return Response(data, media_type=mime,
-                        headers={"content-disposition": f'inline; filename="{basename(path)}"'})
+                        headers={"content-disposition": _inline_disposition(basename(path))})
 
     return app
+
+
+def _inline_disposition(name: str) -> str:
+    # Headers are latin-1: an ASCII fallback name, and the real one in RFC 5987 form.
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _valid_token(state: EmulatorState, token: str) -> bool:

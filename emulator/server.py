@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from emulator.app import create_app
+from emulator.llm import LLMHub
 from emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from emulator.state import DEFAULT_MAX_MESSAGE_BYTES, EmulatorState, Settings
 
@@ -36,8 +37,8 @@ class RoomServer:
             data_dir=None if data_dir is None else Path(data_dir),
             long_poll_window=long_poll_window,
             max_message_bytes=max_message_bytes,
+            llm_script=None if llm_script is None else Path(llm_script),
         )
-        self.llm_script = None if llm_script is None else Path(llm_script)
         self._log_level = log_level
         self._state: EmulatorState | None = None
         self._uvicorn: uvicorn.Server | None = None
@@ -130,6 +131,11 @@ class RoomServer:
     @long_poll_window.setter
     def long_poll_window(self, seconds: float) -> None:
         self.state.queues.long_poll_window = seconds
+
+    @property
+    def llm(self) -> LLMHub:
+        """The scripted LLM: ``server.llm.set_script(room, script)``, ``.transcript(room)``."""
+        return self.state.llm
 
     def participants(self, room: str) -> list[dict[str, Any]]:
         return self.state.rooms.participants(room)

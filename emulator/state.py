@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 
 from emulator.auth import ApiKey, AuthError, Participant, TokenVerifier, mint_token
 from emulator.calls import Call, Handler
+from emulator.llm import AuthError as LLMAuthError
+from emulator.llm import LLMHub, load_script
 from emulator.project import load_or_create_keys
 from emulator.queues import DEFAULT_LONG_POLL_WINDOW, Queues
 from emulator.rooms import Rooms
@@ -29,6 +32,7 @@ class Settings:
     data_dir: Path | None = None  # None: in memory, gone when the process ends
     long_poll_window: float = DEFAULT_LONG_POLL_WINDOW
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    llm_script: Path | None = None  # None: the built-in demo script
 
 
 @dataclass
@@ -40,6 +44,7 @@ class EmulatorState:
     queues: Queues
     storage: Storage
     rooms: Rooms
+    llm: LLMHub
     tools: dict[tuple[str, str], Handler] = field(default_factory=dict)
     public_url: str = ""  # set once the server listens
 
@@ -52,6 +57,7 @@ class EmulatorState:
         state = cls(
             settings=settings, store=store, keys=keys, verifier=TokenVerifier(keys),
             queues=queues, storage=Storage(store), rooms=Rooms(),
+            llm=LLMHub(None if settings.llm_script is None else load_script(settings.llm_script)),
         )
         toolkits = [
             QueuesToolkit(queues),
@@ -89,10 +95,28 @@ class EmulatorState:
     def is_api_key(self, text: str) -> bool:
         return any(text == key.text for key in self.keys)
 
+    async def llm_caller_room(self, token: str | None) -> str | None:
+        """The room an LLM request speaks for: its token's room, or None for the API key."""
+        if token is None:
+            raise LLMAuthError("no 'Authorization: Bearer <participant token or API key>' header")
+        if self.is_api_key(token):
+            return None
+        try:
+            claims = self.verifier.verify(token)
+        except AuthError as error:
+            raise LLMAuthError(str(error)) from None
+        for grant in claims.get("grants") or ():
+            if isinstance(grant, dict) and grant.get("name") == "room":
+                return str(grant.get("scope"))
+        raise LLMAuthError("token has no room grant")
+
     # ------------------------------------------------------------ presigned downloads
 
     def download_url(self, call: Call, path: str) -> str:
-        return f"{self.public_url}/_localmesh/download/{call.room}/{path}?sig={self.sign_download(call.room, path)}"
+        signature = self.sign_download(call.room, path)
+        # Quoted: a file may be called "a #1?.txt"; the route gets the path back decoded.
+        where = f"{quote(call.room, safe='')}/{quote(path)}"
+        return f"{self.public_url}/_localmesh/download/{where}?sig={signature}"
 
     def sign_download(self, room: str, path: str) -> str:
         claims = {"room": room, "path": path, "exp": datetime.now(UTC) + DOWNLOAD_URL_LIFETIME}

@@ -1,0 +1,78 @@
+"""``LLMHub``: the scripts of every room, one player per room, and their transcripts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from .player import ScriptPlayer, Sleep
+from .script import Script, load_demo_script
+from .transcript import TranscriptEntry
+
+
+class LLMHub:
+    """Rooms use the default script (the demo unless given) unless a room has its own.
+
+    ``sleep`` is what transports await for a rule's ``delay`` (inject a fake in tests);
+    ``clock`` gives ``created_at`` (0 by default, for deterministic transcripts).
+    """
+
+    def __init__(
+        self,
+        default_script: Script | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self._default = default_script if default_script is not None else load_demo_script()
+        self._scripts: dict[str, Script] = {}
+        self._players: dict[str, ScriptPlayer] = {}
+        self.sleep = sleep
+        self._clock = clock
+
+    @property
+    def default_script(self) -> Script:
+        return self._default
+
+    def set_default_script(self, script: Script) -> None:
+        """Replace the default; rooms without their own script start afresh with it."""
+        self._default = script
+        for room in [r for r in self._players if r not in self._scripts]:
+            del self._players[room]
+
+    def set_script(self, room: str, script: Script | None) -> None:
+        """Give a room its own script (``None``: back to the default). Resets the room."""
+        if script is None:
+            self._scripts.pop(room, None)
+        else:
+            self._scripts[room] = script
+        self._players.pop(room, None)
+
+    def script(self, room: str) -> Script:
+        return self._scripts.get(room, self._default)
+
+    def player(self, room: str) -> ScriptPlayer:
+        """The room's player, created on first use."""
+        player = self._players.get(room)
+        if player is None:
+            player = ScriptPlayer(self.script(room), room=room, sleep=self.sleep, clock=self._clock)
+            self._players[room] = player
+        return player
+
+    def transcript(self, room: str, conversation: str | None = None) -> list[TranscriptEntry]:
+        """Every request of the room and its answer, in order (optionally one conversation)."""
+        player = self._players.get(room)
+        entries = player.transcript if player is not None else []
+        if conversation is not None:
+            entries = [e for e in entries if e.conversation == conversation]
+        return entries
+
+    def clear_transcript(self, room: str) -> None:
+        """Forget the transcript only; use counts and conversations stay."""
+        player = self._players.get(room)
+        if player is not None:
+            player.clear_transcript()
+
+    def reset(self, room: str) -> None:
+        """Forget the room's use counts, conversations and transcript (keeps its script)."""
+        self._players.pop(room, None)

@@ -1,0 +1,236 @@
+"""``ScriptPlayer``: answers Responses requests from a script, and keeps the transcript.
+
+A player belongs to one room. Ids are counters (``resp_0001``, ``fc_0002``, ``msg_0003``,
+``conv_0001``) and ``created_at`` comes from an injectable clock (0 by default), so the same
+script and the same requests always give byte-identical transcripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import responses
+from .conversations import Conversations, request_input
+from .errors import ScriptedDrop, ScriptedError
+from .matching import RequestFacts, count_turn, mismatch, request_facts
+from .script import Answer, Rule, Script
+from .transcript import TranscriptEntry
+
+Sleep = Callable[[float], Awaitable[Any]]
+DEFAULT_MODEL = "localmesh-scripted"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a player decided for one request. Exactly one of ``response`` / ``error`` is set."""
+
+    conversation: str | None
+    turn: int
+    rule: str | None
+    response: dict[str, Any] | None = None
+    error: ScriptedError | None = None
+    delay: float = 0.0
+
+    @property
+    def dropped(self) -> bool:
+        return isinstance(self.error, ScriptedDrop)
+
+
+def _quote(text: str | None, limit: int = 60) -> str:
+    if text is None:
+        return "none"
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= limit else flat[: limit - 3] + "...")
+
+
+class ScriptPlayer:
+    """Plays a ``Script`` for one room: use counts, conversations, ids and the transcript."""
+
+    def __init__(
+        self,
+        script: Script,
+        *,
+        room: str = "default",
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.script = script
+        self.room = room
+        self.sleep = sleep  # awaited for a rule's delay by respond() and the transports
+        self._clock = clock or (lambda: 0)
+        self._uses: dict[int, int] = {}
+        self._conversations = Conversations()
+        self._transcript: list[TranscriptEntry] = []
+        self._ids = {"resp": 0, "item": 0, "call": 0, "entry": 0}
+
+    # ------------------------------------------------------------ inspection
+
+    @property
+    def transcript(self) -> list[TranscriptEntry]:
+        return list(self._transcript)
+
+    def clear_transcript(self) -> None:
+        self._transcript.clear()
+
+    def uses(self, rule: str | int) -> int:
+        """How often a rule (by name, ``rules[i]`` label or index) has answered."""
+        for candidate in self.script.rules:
+            if rule in (candidate.index, candidate.label):
+                return self._uses.get(candidate.index, 0)
+        raise KeyError(rule)
+
+    # ------------------------------------------------------------ answering
+
+    async def respond(self, request: dict[str, Any], conversation: str | None = None) -> dict[str, Any]:
+        """Answer one Responses request body (the JSON the OpenAI client sends) in Python.
+
+        ``conversation`` names the conversation explicitly (e.g. a session id); with ``None``
+        it is derived from ``previous_response_id`` or from the output items the input echoes.
+        Returns the Response JSON dict. Sleeps for a rule's ``delay`` first (with the
+        injected ``sleep``). Raises ``ScriptedError`` (``status``, ``message``, ``retry_after``)
+        for error answers and unmatched requests, and ``ScriptedDrop`` (a ``ScriptedError``)
+        for ``drop`` answers. Recorded in the transcript with transport ``python``.
+        """
+        reply = self.play(request, conversation, transport="python")
+        if reply.delay:
+            await self.sleep(reply.delay)
+        if reply.error is not None:
+            raise reply.error
+        assert reply.response is not None
+        return reply.response
+
+    def play(
+        self, request: dict[str, Any], conversation: str | None = None, *, transport: str = "python"
+    ) -> Reply:
+        """Decide the answer to ``request`` and record it, without waiting or raising.
+
+        Transports call this, then wait ``reply.delay`` and deliver the response or error.
+        """
+        try:
+            history, previous = self._conversations.expand(request)
+        except ScriptedError as error:
+            items = request_input(request) if isinstance(request.get("input", []), list | str) else []
+            reply = Reply(conversation, count_turn(items), None, error=error)
+            return self._record(request, reply, transport)
+        conv = self._conversations.identify(history, conversation, previous)
+        facts = request_facts(request, history)
+        rule, reasons = self._choose(facts)
+        if rule is None and self.script.fallback is None:
+            error = ScriptedError(400, self._no_match_message(facts, reasons), fatal=True)
+            return self._record(request, Reply(conv, facts.turn, None, error=error), transport)
+        answer = rule.answer if rule is not None else self.script.fallback
+        assert answer is not None
+        label = rule.label if rule is not None else "fallback"
+        if rule is not None:
+            self._uses[rule.index] = self._uses.get(rule.index, 0) + 1
+        reply = self._answer(request, history, conv, facts.turn, label, rule, answer)
+        return self._record(request, reply, transport)
+
+    def _choose(self, facts: RequestFacts) -> tuple[Rule | None, list[str]]:
+        reasons = []
+        for rule in self.script.rules:
+            name = self._describe(rule)
+            used = self._uses.get(rule.index, 0)
+            if rule.times is not None and used >= rule.times:
+                reasons.append(f"{name} (used up: times {rule.times})")
+                continue
+            why = mismatch(rule.match, facts)
+            if why is None:
+                return rule, reasons
+            reasons.append(f"{name} ({why})")
+        return None, reasons
+
+    @staticmethod
+    def _describe(rule: Rule) -> str:
+        index = f"rules[{rule.index}]"
+        return f"{index} {rule.name!r}" if rule.name is not None else index
+
+    def _no_match_message(self, facts: RequestFacts, reasons: list[str]) -> str:
+        tried = "; ".join(reasons) if reasons else "the script has no rules"
+        return (
+            f"localmesh: no script rule matched this request (turn {facts.turn}, "
+            f"latest user message {_quote(facts.user_text)}); tried: {tried}. "
+            f"Add a rule or a fallback to {self.script.source}."
+        )
+
+    def _answer(
+        self,
+        request: dict[str, Any],
+        history: list[Any],
+        conv: str,
+        turn: int,
+        label: str,
+        rule: Rule | None,
+        answer: Answer,
+    ) -> Reply:
+        if answer.drop:
+            error: ScriptedError = ScriptedDrop(f"localmesh: {label} dropped the connection")
+            return Reply(conv, turn, label, error=error, delay=answer.delay)
+        if answer.error is not None:
+            spec = answer.error
+            error = ScriptedError(
+                spec.status,
+                spec.message,
+                retry_after=spec.retry_after,
+                type=spec.type,
+                code=spec.code,
+                event=spec.websocket,
+            )
+            return Reply(conv, turn, label, error=error, delay=answer.delay)
+        output = self._output(answer, rule)
+        response_id = self._next("resp", "resp")
+        model = request.get("model")
+        body = responses.response_body(
+            response_id,
+            model if isinstance(model, str) and model else DEFAULT_MODEL,
+            output,
+            responses.usage(request.get("input"), output),
+            created_at=self._clock(),
+            parallel_tool_calls=bool(request.get("parallel_tool_calls", True)),
+        )
+        self._conversations.remember(conv, response_id, history, output)
+        return Reply(conv, turn, label, response=body, delay=answer.delay)
+
+    def _output(self, answer: Answer, rule: Rule | None) -> list[dict[str, Any]]:
+        if answer.calls:
+            slug = rule.slug if rule is not None else "fallback"
+            items = []
+            for call in answer.calls:
+                self._ids["call"] += 1
+                call_id = call.call_id or f"call_{slug}_{self._ids['call']}"
+                arguments = json.dumps(dict(call.arguments), ensure_ascii=False)
+                items.append(
+                    responses.function_call_item(
+                        self._next("item", "fc"), call_id, call.name, arguments, call.namespace
+                    )
+                )
+            return items
+        text = answer.json_text if answer.json_text is not None else (answer.text or "")
+        return [responses.message_item(self._next("item", "msg"), text)]
+
+    def _next(self, counter: str, prefix: str) -> str:
+        self._ids[counter] += 1
+        return f"{prefix}_{self._ids[counter]:04d}"
+
+    def _record(self, request: dict[str, Any], reply: Reply, transport: str) -> Reply:
+        self._ids["entry"] += 1
+        entry = TranscriptEntry(
+            index=self._ids["entry"],
+            room=self.room,
+            conversation=reply.conversation,
+            turn=reply.turn,
+            rule=reply.rule,
+            transport=transport,
+            request=copy.deepcopy(request),
+            response=copy.deepcopy(reply.response),
+            error=reply.error.to_dict() if reply.error is not None else None,
+            dropped=reply.dropped,
+            delay=reply.delay,
+        )
+        self._transcript.append(entry)
+        return reply

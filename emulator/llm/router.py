@@ -1,0 +1,191 @@
+"""The OpenAI Responses endpoint (websocket and HTTP/SSE) and the admin API, as a FastAPI router."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from . import responses
+from .errors import AuthError, ScriptedError, ScriptError
+from .hub import LLMHub
+from .player import Reply
+from .script import loads_script
+from .transport import answer_http
+
+Authenticate = Callable[[str | None], Awaitable[str | None]]
+ROOM_HEADER = "x-localmesh-room"
+DEFAULT_ROOM = "default"
+RESPONSES_PATH = "/openai/v1/responses"
+ADMIN_PREFIX = "/_localmesh/llm/rooms/{room}"
+
+
+def _bearer(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def _openai_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class _DroppedResponse(Response):
+    """Starts a 200 reply and ends without a body: uvicorn then closes the connection,
+    which the client sees as a broken response (a connection error)."""
+
+    def __init__(self, media_type: str) -> None:
+        super().__init__(status_code=200, media_type=media_type)
+        # No content-length: the body is then chunked, and the cut shows as a broken stream.
+        self.raw_headers = [(b"content-type", media_type.encode())]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+
+
+def create_llm_router(hub: LLMHub, authenticate: Authenticate) -> APIRouter:
+    """Serve ``hub`` at ``/openai/v1/responses`` and ``/_localmesh/llm/...``.
+
+    ``authenticate(bearer_token_or_None)`` returns the token's room, or ``None`` for the local
+    API key (the room then comes from the ``X-Localmesh-Room`` header, else ``"default"``), and
+    raises ``AuthError`` for a refused token. The admin API requires the local API key.
+    """
+    router = APIRouter()
+
+    async def room_of(headers: Mapping[str, str]) -> str:
+        room = await authenticate(_bearer(headers))
+        return room if room is not None else headers.get(ROOM_HEADER) or DEFAULT_ROOM
+
+    async def admin_denied(request: Request) -> JSONResponse | None:
+        try:
+            room = await authenticate(_bearer(request.headers))
+        except AuthError as error:
+            return _openai_error(401, str(error))
+        if room is not None:
+            return _openai_error(403, "the localmesh admin API needs the local API key, not a room token")
+        return None
+
+    @router.post(RESPONSES_PATH)
+    async def create_response(request: Request) -> Response:
+        try:
+            room = await room_of(request.headers)
+        except AuthError as error:
+            return _openai_error(401, str(error))
+        try:
+            body = json.loads(await request.body())
+        except ValueError as error:
+            return _openai_error(400, f"We could not parse the JSON body of your request: {error}")
+        if not isinstance(body, dict):
+            return _openai_error(400, "the request body must be a JSON object")
+        http = await answer_http(hub.player(room), body)
+        if http is None:
+            stream = body.get("stream") is True
+            return _DroppedResponse("text/event-stream" if stream else "application/json")
+        return Response(http.body, http.status, headers=http.headers, media_type=http.media_type)
+
+    @router.websocket(RESPONSES_PATH)
+    async def responses_socket(websocket: WebSocket) -> None:
+        try:
+            room = await room_of(websocket.headers)
+        except AuthError as error:
+            await _deny(websocket, str(error))
+            return
+        await websocket.accept()
+        conversation: str | None = None  # one socket is one conversation
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            body = _create_request(message.get("text"))
+            if isinstance(body, ScriptedError):
+                await websocket.send_text(json.dumps(responses.error_event(body, websocket=True)))
+                continue
+            player = hub.player(room)
+            reply = player.play(body, conversation, transport="websocket")
+            conversation = conversation or reply.conversation
+            if reply.delay:
+                await player.sleep(reply.delay)
+            if reply.dropped:
+                await websocket.close(code=1011, reason="localmesh: scripted drop")
+                return
+            for event in _socket_events(reply):
+                await websocket.send_text(json.dumps(event, ensure_ascii=False))
+
+    @router.put(ADMIN_PREFIX + "/script")
+    async def put_script(room: str, request: Request, name: str | None = None) -> Response:
+        if (denied := await admin_denied(request)) is not None:
+            return denied
+        text = (await request.body()).decode("utf-8", errors="replace")
+        try:
+            script = loads_script(text, name or f"the script for room {room!r}")
+        except ScriptError as error:
+            return _openai_error(400, str(error))
+        hub.set_script(room, script)
+        return JSONResponse(
+            {"room": room, "rules": len(script.rules), "fallback": script.fallback is not None}
+        )
+
+    @router.delete(ADMIN_PREFIX + "/script")
+    async def delete_script(room: str, request: Request) -> Response:
+        if (denied := await admin_denied(request)) is not None:
+            return denied
+        hub.set_script(room, None)
+        return Response(status_code=204)
+
+    @router.get(ADMIN_PREFIX + "/transcript")
+    async def get_transcript(room: str, request: Request, conversation: str | None = None) -> Response:
+        if (denied := await admin_denied(request)) is not None:
+            return denied
+        entries = [e.to_dict() for e in hub.transcript(room, conversation)]
+        return JSONResponse({"room": room, "entries": entries})
+
+    @router.delete(ADMIN_PREFIX + "/transcript")
+    async def delete_transcript(room: str, request: Request) -> Response:
+        if (denied := await admin_denied(request)) is not None:
+            return denied
+        hub.clear_transcript(room)
+        return Response(status_code=204)
+
+    return router
+
+
+def _create_request(text: str | None) -> dict[str, Any] | ScriptedError:
+    """The body of a ``response.create`` frame, or the error to send back."""
+    if text is None:
+        return ScriptedError(400, "localmesh: send response.create as a TEXT frame", fatal=True)
+    try:
+        payload = json.loads(text)
+    except ValueError as error:
+        return ScriptedError(400, f"localmesh: the frame is not JSON: {error}", fatal=True)
+    if not isinstance(payload, dict) or payload.get("type") != "response.create":
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        return ScriptedError(
+            400,
+            f"localmesh: unsupported event type {kind!r}, expected 'response.create'",
+            fatal=True,
+        )
+    return payload
+
+
+def _socket_events(reply: Reply) -> list[dict[str, Any]]:
+    if reply.error is not None:
+        return [responses.error_event(reply.error, websocket=True)]
+    assert reply.response is not None
+    return responses.stream_events(reply.response)
+
+
+async def _deny(websocket: WebSocket, message: str) -> None:
+    """Refuse the upgrade: a 401 with a JSON body where the server supports it, else 403."""
+    try:
+        await websocket.send_denial_response(_openai_error(401, message))
+    except RuntimeError:
+        await websocket.close(code=1008, reason=message[:120])
