@@ -1,0 +1,60 @@
+"""Dropped connections: pending requests fail, the client reconnects, nothing queued is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from worker.backoff import Backoff
+from worker.errors import ConnectionLost, RoomClosed
+from worker.room import RoomClient
+
+FAST = {"reconnect_backoff": Backoff(base=0.01, cap=0.05, rng=random.Random(1))}
+
+
+async def test_pending_request_fails_and_the_client_reconnects(server, connect, room_name) -> None:
+    room = await connect("dropper", **FAST)
+    sender = await connect("sender")
+    pending = asyncio.create_task(room.queues.receive("jobs", wait=True))
+    await room.queues.list()  # the receive is on the wire before the drop
+    assert await server.drop_connections(room_name) >= 1
+    with pytest.raises(ConnectionLost):
+        await asyncio.wait_for(pending, 5)
+    # New requests wait for the new connection instead of failing.
+    await sender.queues.send("jobs", {"n": 1})
+    assert await asyncio.wait_for(room.queues.receive("jobs"), 5) == {"n": 1}
+    assert room.reconnects == 1
+    assert room.connected
+
+
+async def test_no_message_is_lost_across_a_drop(server, connect, room_name) -> None:
+    room = await connect("dropper", **FAST)
+    for n in range(3):
+        await room.queues.send("jobs", {"n": n})
+    await server.drop_connections(room_name)
+    await asyncio.wait_for(room.wait_connected(reconnects=1), 5)
+    received = [await asyncio.wait_for(room.queues.receive("jobs"), 5) for _ in range(3)]
+    assert received == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+async def test_a_receive_cancelled_mid_poll_puts_a_late_message_back(connect) -> None:
+    room = await connect("canceller")
+    poll = asyncio.create_task(room.queues.receive("jobs", wait=True))
+    await room.queues.list()  # the long poll is pending on the server
+    poll.cancel()
+    # The server still holds that poll, so this message is handed to it; the client,
+    # no longer waiting, must send it back to the queue rather than drop it.
+    await room.queues.send("jobs", {"late": True})
+    assert await asyncio.wait_for(room.queues.receive("jobs"), 5) == {"late": True}
+
+
+async def test_a_server_close_is_final(server, room_name) -> None:
+    client = RoomClient(server.url, room_name, server.mint_token(room=room_name, name="x"))
+    async with client:
+        await client._require_connection_now()._ws.close()  # looks like a clean close to us
+        await asyncio.wait_for(client.wait_closed(), 5)
+        assert not client.connected
+        with pytest.raises(RoomClosed):
+            await client.queues.list()

@@ -1,0 +1,352 @@
+"""One websocket session with a room: handshake, one reader task, requests and chunk streams.
+
+A ``Connection`` never reconnects; ``RoomClient`` replaces it when it drops. Everything
+here speaks ``worker.wire``: frames in, ``(id, type, data)`` messages, envelopes, contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from worker.errors import UNEXPECTED_RESPONSE_TYPE, ConnectionLost, RoomClosed, RoomError
+from worker.wire import (
+    Content,
+    Message,
+    PacketAssembler,
+    WireError,
+    content_from_header,
+    encode_message,
+    pack,
+    unpack,
+    unpack_content,
+)
+
+logger = logging.getLogger("localmesh.worker.connection")
+
+EventHandler = Callable[[str, dict[str, Any], bytes], None]
+OrphanHandler = Callable[[Content], None]
+
+
+class HandshakeRefused(RoomClosed):
+    """The server refused the websocket upgrade with an HTTP status (e.g. 403 for a bad token)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class SessionInfo:
+    """What the server said about us in ``room_ready`` and ``connected``."""
+
+    room_name: str = ""
+    room_url: str = ""
+    session_id: str = ""
+    participant_id: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[Content]
+    # Called with the reply if the caller gave up waiting (cancelled) before it arrived,
+    # so that a reply which carries data (a queue message) is not silently dropped.
+    on_orphan: OrphanHandler | None = None
+
+
+class ChunkStream:
+    """The server's ``room.tool_call_response_chunk`` contents for one tool call, in order."""
+
+    def __init__(self, tool_call_id: str) -> None:
+        self.tool_call_id = tool_call_id
+        self._items: asyncio.Queue[Content | RoomError] = asyncio.Queue()
+
+    def _put(self, item: Content | RoomError) -> None:
+        self._items.put_nowait(item)
+
+    async def next(self) -> Content:
+        item = await self._items.get()
+        if isinstance(item, RoomError):
+            raise item
+        return item
+
+
+class Connection:
+    """A connected, ready room websocket. Build one with ``await Connection.open(...)``."""
+
+    def __init__(self, ws: ClientConnection, *, on_event: EventHandler | None = None) -> None:
+        self._ws = ws
+        self._on_event = on_event
+        self._assembler = PacketAssembler()
+        self._write_lock = asyncio.Lock()
+        self._next_id = 0
+        self._pending: dict[int, _Pending] = {}
+        self._streams: dict[str, ChunkStream] = {}
+        self._got_room_ready = False
+        self._got_connected = False
+        self._ready = asyncio.Event()
+        self._closing = False  # we asked to close
+        self.session = SessionInfo()
+        self.closed = asyncio.Event()
+        self.dropped = False  # closed without a close frame from the server
+        self.close_reason = ""
+        self._reader = asyncio.create_task(self._read(), name="room-connection-reader")
+
+    # ------------------------------------------------------------ opening and closing
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        on_event: EventHandler | None = None,
+    ) -> Connection:
+        """Connect to the room websocket ``url`` and wait for ``room_ready`` and ``connected``.
+
+        Raises ``HandshakeRefused`` for an HTTP refusal, ``ConnectionLost`` for anything
+        that may succeed on a retry (connection refused, closed before ready, timeout).
+        """
+        try:
+            ws = await connect(
+                url,
+                additional_headers={"Authorization": f"Bearer {token}"},
+                max_size=None,
+                open_timeout=timeout,
+                # Pings keep a silent long-poll from looking dead to proxies and detect
+                # a half-open TCP connection; the server answers them automatically.
+                ping_interval=20,
+                ping_timeout=20,
+            )
+        except InvalidStatus as error:
+            status = error.response.status_code
+            raise HandshakeRefused(
+                f"the room refused the connection with HTTP {status}", status
+            ) from None
+        except (OSError, TimeoutError, WebSocketException) as error:
+            raise ConnectionLost(f"could not connect to {url}: {error}") from None
+        connection = cls(ws, on_event=on_event)
+        ready = asyncio.create_task(connection._ready.wait())
+        closed = asyncio.create_task(connection.closed.wait())
+        try:
+            await asyncio.wait({ready, closed}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            ready.cancel()
+            closed.cancel()
+        if not connection._ready.is_set():
+            reason = connection.close_reason or f"no room_ready/connected within {timeout} s"
+            await connection.close()
+            raise ConnectionLost(f"room connection closed before it became ready: {reason}")
+        return connection
+
+    async def close(self) -> None:
+        self._closing = True
+        with contextlib.suppress(Exception):
+            await self._ws.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+    @property
+    def is_open(self) -> bool:
+        return not self.closed.is_set()
+
+    # ------------------------------------------------------------ writing
+
+    async def _write(
+        self, type: str, data: bytes, pending: _Pending | None
+    ) -> int:
+        async with self._write_lock:
+            if self.closed.is_set():
+                raise self._closed_error()
+            self._next_id += 1
+            message_id = self._next_id
+            if pending is not None:
+                # Registered before the first frame goes out: the reply may be read
+                # while we are still awaiting the socket.
+                self._pending[message_id] = pending
+            try:
+                for frame in encode_message(message_id, type, data):
+                    await self._ws.send(frame)
+            except ConnectionClosed:
+                self._pending.pop(message_id, None)
+                raise self._closed_error() from None
+            return message_id
+
+    async def _write_whole(self, type: str, data: bytes, pending: _Pending | None) -> int:
+        """Write one message; a cancelled caller never leaves half a message on the socket."""
+        task = asyncio.ensure_future(self._write(type, data, pending))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if pending is not None:
+                task.add_done_callback(lambda _: _abandon(pending))
+            raise
+
+    async def send(self, type: str, header: dict[str, Any], payload: bytes = b"") -> None:
+        """Send a message that gets no reply (request chunks, ``set_attributes``)."""
+        await self._write_whole(type, pack(header, payload), None)
+
+    async def send_request(
+        self,
+        type: str,
+        header: dict[str, Any],
+        payload: bytes = b"",
+        *,
+        on_orphan: OrphanHandler | None = None,
+    ) -> asyncio.Future[Content]:
+        """Send a request and return the future of its ``__response__`` content.
+
+        Returning after the write (not after the reply) lets streamed calls send their
+        request chunks straight after the request, as the protocol expects.
+        """
+        pending = _Pending(asyncio.get_running_loop().create_future(), on_orphan)
+        await self._write_whole(type, pack(header, payload), pending)
+        return pending.future
+
+    async def request(
+        self,
+        type: str,
+        header: dict[str, Any],
+        payload: bytes = b"",
+        *,
+        on_orphan: OrphanHandler | None = None,
+    ) -> Content:
+        """Send a request and wait for its reply; an ``error`` reply raises ``RoomError``."""
+        future = await self.send_request(type, header, payload, on_orphan=on_orphan)
+        return raise_for_error(await future)
+
+    def open_stream(self, tool_call_id: str) -> ChunkStream:
+        stream = ChunkStream(tool_call_id)
+        if self.closed.is_set():
+            stream._put(self._closed_error())
+        self._streams[tool_call_id] = stream
+        return stream
+
+    def close_stream(self, tool_call_id: str) -> None:
+        self._streams.pop(tool_call_id, None)
+
+    # ------------------------------------------------------------ reading
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self._ws:
+                if isinstance(frame, str):
+                    logger.warning("ignoring a text frame: the room protocol is binary only")
+                    continue
+                try:
+                    message = self._assembler.feed(frame)
+                except WireError as error:
+                    logger.warning("dropping a malformed message: %s", error)
+                    continue
+                if message is not None:
+                    self._dispatch(message)
+        except ConnectionClosed:
+            pass
+        except Exception:  # a bug here must not leave requests hanging
+            logger.exception("room connection reader failed")
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        close = self._ws.protocol.close_rcvd
+        self.dropped = close is None and not self._closing
+        if self._closing:
+            self.close_reason = "closed by the client"
+        elif close is not None:
+            self.close_reason = f"the server closed the connection (code {close.code})"
+        else:
+            self.close_reason = "the connection dropped"
+        self.closed.set()
+        error = self._closed_error()
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(error)
+        self._pending.clear()
+        for stream in self._streams.values():
+            stream._put(error)
+
+    def _closed_error(self) -> RoomError:
+        reason = self.close_reason or "the connection is closed"
+        if self.dropped or not self.closed.is_set():
+            return ConnectionLost(f"room connection lost before the request completed: {reason}")
+        return RoomClosed(f"room connection closed before the request completed: {reason}")
+
+    def _dispatch(self, message: Message) -> None:
+        if message.type == "__response__":
+            self._resolve(message)
+            return
+        try:
+            header, payload = unpack(message.data)
+        except WireError as error:
+            logger.warning("dropping %s with a bad envelope: %s", message.type, error)
+            return
+        if message.type == "room.tool_call_response_chunk":
+            self._route_chunk(header, payload)
+        elif message.type == "room_ready":
+            self.session.room_name = str(header.get("room_name", ""))
+            self.session.room_url = str(header.get("room_url", ""))
+            self.session.session_id = str(header.get("session_id", ""))
+            self._got_room_ready = True
+        elif message.type == "connected":
+            if header.get("type") == "init":
+                self.session.participant_id = str(header.get("participantId", ""))
+                self.session.attributes = dict(header.get("attributes") or {})
+                self._got_connected = True
+        elif self._on_event is not None:
+            self._on_event(message.type, header, payload)
+        if self._got_room_ready and self._got_connected:
+            self._ready.set()
+
+    def _resolve(self, message: Message) -> None:
+        pending = self._pending.pop(message.id, None)
+        if pending is None:
+            logger.debug("ignoring a reply to unknown request %d", message.id)
+            return
+        try:
+            content = unpack_content(message.data)
+        except WireError as error:
+            content = Content(
+                {"type": "error", "text": f"malformed reply: {error}",
+                 "code": UNEXPECTED_RESPONSE_TYPE}
+            )
+        if pending.future.cancelled():
+            if pending.on_orphan is not None:
+                pending.on_orphan(content)
+        elif not pending.future.done():
+            pending.future.set_result(content)
+
+    def _route_chunk(self, header: dict[str, Any], payload: bytes) -> None:
+        stream = self._streams.get(str(header.get("tool_call_id")))
+        if stream is None:
+            return  # a chunk for a call we finished or never made
+        try:
+            stream._put(content_from_header(header.get("chunk"), payload))
+        except WireError as error:
+            stream._put(RoomError(f"malformed chunk: {error}", UNEXPECTED_RESPONSE_TYPE))
+
+
+def _abandon(pending: _Pending) -> None:
+    """The caller stopped waiting: hand a reply that already came to the orphan handler."""
+    future = pending.future
+    if not future.done():
+        future.cancel()  # _resolve passes the reply to on_orphan when it arrives
+    elif not future.cancelled() and future.exception() is None and pending.on_orphan:
+        pending.on_orphan(future.result())
+
+
+def raise_for_error(content: Content) -> Content:
+    if content.type == "error":
+        code = content.header.get("code")
+        raise RoomError(
+            str(content.header.get("text", "")), code if isinstance(code, int) else None
+        )
+    return content
