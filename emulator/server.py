@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from emulator.app import create_app
+from emulator.faults import Faults
 from emulator.llm import LLMHub
 from emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from emulator.state import DEFAULT_MAX_MESSAGE_BYTES, EmulatorState, Settings
@@ -136,6 +137,11 @@ class RoomServer:
     def llm(self) -> LLMHub:
         """The scripted LLM: ``server.llm.set_script(room, script)``, ``.transcript(room)``."""
         return self.state.llm
+
+    @property
+    def faults(self) -> Faults:
+        """Failure injection: ``server.faults.fail("queues", "receive", times=3)``."""
+        return self.state.faults
 
     def participants(self, room: str) -> list[dict[str, Any]]:
         return self.state.rooms.participants(room)

@@ -12,6 +12,7 @@ import jwt
 
 from emulator.auth import ApiKey, AuthError, Participant, TokenVerifier, mint_token
 from emulator.calls import Call, Handler
+from emulator.faults import Faults
 from emulator.llm import AuthError as LLMAuthError
 from emulator.llm import LLMHub, load_script
 from emulator.project import load_or_create_keys
@@ -46,6 +47,7 @@ class EmulatorState:
     rooms: Rooms
     llm: LLMHub
     tools: dict[tuple[str, str], Handler] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
     public_url: str = ""  # set once the server listens
 
     @classmethod
@@ -79,7 +81,10 @@ class EmulatorState:
         return self.keys[0]
 
     def tool(self, toolkit: str, tool: str) -> Handler | None:
-        return self.tools.get((toolkit, tool))
+        handler = self.tools.get((toolkit, tool))
+        if handler is None or not self.faults.armed(toolkit, tool):
+            return handler
+        return self.faults.wrap(handler)
 
     # ------------------------------------------------------------ tokens
 
