@@ -42,8 +42,15 @@ STAMP="$VENV/.localmesh-installed"
 WANT="$(cat "$LOCALMESH_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "localmesh: installing localmesh[test] into $VENV" >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$LOCALMESH_ROOT[test]"
+    LOG="$VENV/install.log"
+    # pip's build chatter goes to a log; it is shown only when the install fails.
+    if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip \
+           && "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$LOCALMESH_ROOT[test]"; } \
+           >"$LOG" 2>&1; then
+        tail -n 40 "$LOG" >&2
+        echo "localmesh: installing failed; the whole log is in $LOG" >&2
+        exit 1
+    fi
     echo "$WANT" > "$STAMP"
 fi
 
