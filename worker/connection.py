@@ -129,8 +129,11 @@ class Connection:
             )
         except InvalidStatus as error:
             status = error.response.status_code
+            # localmesh says why in a header; other servers may not.
+            reason = error.response.headers.get("x-localmesh-reason")
+            detail = f": {reason}" if reason else ""
             raise HandshakeRefused(
-                f"the room refused the connection with HTTP {status}", status
+                f"the room refused the connection with HTTP {status}{detail}", status
             ) from None
         except (OSError, TimeoutError, WebSocketException) as error:
             raise ConnectionLost(f"could not connect to {url}: {error}") from None
