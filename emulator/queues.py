@@ -29,6 +29,7 @@ class Queues:
         self._waiters: dict[_QueueKey, deque[asyncio.Future[tuple[int, str]]]] = {}
         self._locks: dict[_QueueKey, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._waiter_added = asyncio.Event()  # replaced each time it fires (test hook)
 
     async def load(self) -> None:
         self._known = set(await self._store.all_queues())
@@ -97,6 +98,8 @@ class Queues:
                 return None
             waiter: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
             waiters.append(waiter)
+            self._waiter_added.set()
+            self._waiter_added = asyncio.Event()
         try:
             async with asyncio.timeout(self.long_poll_window if window is None else window):
                 _, body = await waiter
@@ -120,6 +123,15 @@ class Queues:
         task = asyncio.get_running_loop().create_task(put_back())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def waiting(self, room: str, name: str) -> int:
+        """How many receivers are long-polling ``name`` now."""
+        return sum(not w.done() for w in self._waiters.get((room, name), ()))
+
+    async def until_waiting(self, room: str, name: str, count: int = 1) -> None:
+        """Return once ``count`` receivers are long-polling ``name`` (for tests)."""
+        while self.waiting(room, name) < count:
+            await self._waiter_added.wait()
 
     async def drain(self, room: str, name: str) -> None:
         await self._require(room, name, create=False)

@@ -53,6 +53,8 @@ class RoomServer:
         config = uvicorn.Config(
             app, host=self.host, port=self.port, lifespan="off", log_level=self._log_level,
             ws_ping_interval=None,  # the SDK pings us; answering is enough
+            # No permessage-deflate: on 127.0.0.1 it only costs CPU (a 50 MB file took ~3x longer).
+            ws_per_message_deflate=False,
         )
         config.load()
         self._uvicorn = uvicorn.Server(config)

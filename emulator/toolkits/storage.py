@@ -47,6 +47,8 @@ def _binary_headers(content: Content, expected_kind: str) -> dict[str, Any]:
 
 async def _fail_stream(call: Call, error: RoomError) -> None:
     """Refuse a streamed call the way the SDK reports it: an error chunk, then close."""
+    if not call.streamed:
+        raise error  # a plain call: a plain error reply, not a stream it never asked for
     if not call.opened:
         await call.open_stream()
     await call.send_chunk(Content({"type": "error", "text": error.message, "code": error.code}))

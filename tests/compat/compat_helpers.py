@@ -1,0 +1,122 @@
+"""Helpers for running the real MeshAgent SDK against the emulator.
+
+Tokens here are built the SDK's way (``ParticipantToken`` + grants + ``to_jwt``), never
+with the emulator's own minting, so the emulator is checked against what the SDK signs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import websockets
+from meshagent.api import ApiScope, ParticipantToken, RoomClient
+from meshagent.api.websocket_protocol import WebSocketClientProtocol
+from websockets.exceptions import ConnectionClosed
+
+from emulator import RoomServer
+from worker.wire import Content, Message, PacketAssembler, encode_message, pack, unpack, unpack_content
+
+# Bound for anything that should happen "at once" on 127.0.0.1: generous, so a loaded
+# machine does not flake, yet far below the SDK's retry back-off or a long-poll window.
+PROMPT = 10.0
+
+
+def sdk_token(
+    server: RoomServer,
+    *,
+    room: str,
+    name: str = "tester",
+    role: str | None = "agent",
+    api: ApiScope | None = None,
+    with_api: bool = True,
+    **to_jwt: Any,
+) -> str:
+    """A participant JWT made by the real SDK, signed with the server's API key by default."""
+    token = ParticipantToken(name=name)
+    token.add_room_grant(room)
+    if role is not None:
+        token.add_role_grant(role)
+    if with_api:
+        token.add_api_grant(api if api is not None else ApiScope.agent_default())
+    if not to_jwt:
+        to_jwt = {"api_key": server.api_key}
+    return token.to_jwt(**to_jwt)
+
+
+def sdk_client(server: RoomServer, room: str, token: str, **kwargs: Any) -> RoomClient:
+    """A real RoomClient for ``room`` on ``server`` (enter it with ``async with``)."""
+    protocol = WebSocketClientProtocol(url=server.room_url(room), token=token)
+    return RoomClient(protocol_factory=protocol.create_factory(), **kwargs)
+
+
+class RawRoom:
+    """A bare websocket speaking the wire format through ``worker.wire``, for bad input.
+
+    ``async with RawRoom(url, token) as raw``: the handshake (``room_ready`` and
+    ``connected``) has been read; ``raw.ws`` is the ``websockets`` connection.
+    """
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.token = token
+        self.assembler = PacketAssembler()
+        self.ws: Any = None
+        self.handshake: dict[str, dict[str, Any]] = {}
+        self._next_id = 0
+
+    async def __aenter__(self) -> RawRoom:
+        self.ws = await websockets.connect(
+            self.url, additional_headers={"Authorization": f"Bearer {self.token}"},
+            max_size=None, open_timeout=PROMPT,
+        )
+        async with asyncio.timeout(PROMPT):
+            while len(self.handshake) < 2:
+                message = await self.next_message()
+                self.handshake[message.type] = unpack(message.data)[0]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.ws.close()
+
+    @property
+    def participant_id(self) -> str:
+        return self.handshake["connected"]["participantId"]
+
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    async def next_message(self) -> Message:
+        while True:
+            frame = await self.ws.recv()
+            message = self.assembler.feed(frame)
+            if message is not None:
+                return message
+
+    async def send_message(self, message_id: int, type: str, data: bytes) -> None:
+        for frame in encode_message(message_id, type, data):
+            await self.ws.send(frame)
+
+    async def request(self, type: str, header: dict[str, Any], payload: bytes = b"") -> Content:
+        """Send one message and return the content of the ``__response__`` to it."""
+        message_id = self.new_id()
+        await self.send_message(message_id, type, pack(header, payload))
+        return await self.response_to(message_id)
+
+    async def response_to(self, message_id: int) -> Content:
+        async with asyncio.timeout(PROMPT):
+            while True:
+                message = await self.next_message()
+                if message.type == "__response__" and message.id == message_id:
+                    return unpack_content(message.data)
+
+    async def closed_by_server(self) -> tuple[int, str]:
+        """Wait for the server's close frame; return its code and reason."""
+        async with asyncio.timeout(PROMPT):
+            try:
+                while True:
+                    await self.ws.recv()
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None, "the server dropped the socket with no close frame"
+                return closed.rcvd.code, closed.rcvd.reason
