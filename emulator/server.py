@@ -31,6 +31,7 @@ class RoomServer:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         llm_script: str | Path | None = None,
         log_level: str = "warning",
+        compression: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -41,6 +42,7 @@ class RoomServer:
             llm_script=None if llm_script is None else Path(llm_script),
         )
         self._log_level = log_level
+        self.compression = compression
         self._state: EmulatorState | None = None
         self._uvicorn: uvicorn.Server | None = None
         self._main_loop: asyncio.Task[None] | None = None
@@ -53,8 +55,9 @@ class RoomServer:
         config = uvicorn.Config(
             app, host=self.host, port=self.port, lifespan="off", log_level=self._log_level,
             ws_ping_interval=None,  # the SDK pings us; answering is enough
-            # No permessage-deflate: on 127.0.0.1 it only costs CPU (a 50 MB file took ~3x longer).
-            ws_per_message_deflate=False,
+            # permessage-deflate is off by default: on 127.0.0.1 it only costs CPU (a 50 MB
+            # file took ~3x longer). The SDK offers it and works with either answer.
+            ws_per_message_deflate=self.compression,
         )
         config.load()
         self._uvicorn = uvicorn.Server(config)

@@ -95,16 +95,17 @@ async def test_cli_with_only_the_api_key(server, home):
     assert "42" in output and "answer" in output
 
 
-async def test_cli_token_for_another_room_gets_one_from_the_connect_endpoint(server, home):
-    """--room differs from MESHAGENT_ROOM: the CLI calls the connect endpoint with the token."""
+async def test_cli_token_for_another_room_is_refused_by_the_connect_endpoint(server, home):
+    """--room differs from MESHAGENT_ROOM: the CLI asks the connect endpoint with the token,
+    and a participant token is scoped to its own room, so nothing reaches the other room."""
     env = _cli_env(server, home, token=sdk_token(server, room=ROOM))
     env.pop("MESHAGENT_API_KEY")
     code, output = await _meshagent(
         env, "room", "queue", "send", "--room", "side-room", "--queue", "q", "--json", "{}",
     )
-    assert code == 0, output
+    assert code != 0 or "403" in output, output
     async with sdk_client(server, "side-room", sdk_token(server, room="side-room")) as room:
-        assert await room.queues.receive(name="q", wait=False) == {}
+        assert await room.queues.list() == []
 
 
 async def test_cli_with_a_bad_key_fails(server, home):

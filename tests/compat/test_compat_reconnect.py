@@ -63,3 +63,15 @@ async def test_long_poll_cut_by_a_drop_loses_no_message(server):
             await steady.queues.send(name="jobs", message={"job": 1})
             assert await steady.queues.receive(name="jobs", wait=True) == {"job": 1}
         assert server.state.queues.waiting(ROOM, "jobs") == 0
+
+
+async def test_client_works_with_permessage_deflate_accepted():
+    # The SDK offers permessage-deflate; a server that accepts it must work as well as one that does not.
+    from emulator import RoomServer
+
+    async with RoomServer(compression=True) as compressed:
+        async with sdk_client(compressed, ROOM, sdk_token(compressed, room=ROOM, name="zip")) as room:
+            big = {"text": "abc" * 100_000}
+            async with asyncio.timeout(PROMPT):
+                await room.queues.send(name="q", message=big)
+                assert await room.queues.receive(name="q", wait=False) == big
