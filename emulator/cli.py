@@ -13,6 +13,7 @@ import typer
 
 from emulator.auth import ROLES, mint_token
 from emulator.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, local_project_key
+from emulator.llm import ScriptError
 from emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from emulator.server import RoomServer, environment
 
@@ -43,7 +44,14 @@ def serve(
         host=host, port=port, data_dir=None if in_memory else data_dir,
         long_poll_window=long_poll_window, llm_script=llm_script, log_level="info",
     )
-    asyncio.run(_serve(server, in_memory))
+    try:
+        asyncio.run(_serve(server, in_memory))
+    except ScriptError as error:
+        typer.echo(f"localmesh: {error}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"localmesh: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 async def _serve(server: RoomServer, in_memory: bool) -> None:

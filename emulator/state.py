@@ -52,14 +52,19 @@ class EmulatorState:
 
     @classmethod
     async def open(cls, settings: Settings) -> EmulatorState:
+        # The script first: a bad one must fail before anything holds the process open.
+        llm = LLMHub(None if settings.llm_script is None else load_script(settings.llm_script))
         store = await Store.open(settings.data_dir)
-        keys = await load_or_create_keys(store)
-        queues = Queues(store, long_poll_window=settings.long_poll_window)
-        await queues.load()
+        try:
+            keys = await load_or_create_keys(store)
+            queues = Queues(store, long_poll_window=settings.long_poll_window)
+            await queues.load()
+        except BaseException:
+            await store.close()
+            raise
         state = cls(
             settings=settings, store=store, keys=keys, verifier=TokenVerifier(keys),
-            queues=queues, storage=Storage(store), rooms=Rooms(),
-            llm=LLMHub(None if settings.llm_script is None else load_script(settings.llm_script)),
+            queues=queues, storage=Storage(store), rooms=Rooms(), llm=llm,
         )
         toolkits = [
             QueuesToolkit(queues),

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
+import jwt
 import openai
 import pytest
-from conftest import API_KEY, LLMServer, room_token
+from llm_harness import LLMServer
+from meshagent.api import ApiScope, ParticipantToken
 from meshagent.api.participant import Participant
 from meshagent.api.room_server_client import RoomException
 from meshagent.openai import OpenAIResponsesAdapter
@@ -63,7 +66,7 @@ async def run_adapter(
         model="localmesh-test",
         mode=mode,  # type: ignore[arg-type]
         base_url=server.openai_base,
-        api_key=room_token(room),
+        api_key=server.room_token(room),
         max_retries=max_retries,
     )
     context = adapter.create_session()
@@ -84,8 +87,8 @@ def ws_url(server: LLMServer) -> str:
     return server.openai_base.replace("http://", "ws://") + "/responses"
 
 
-def open_socket(server: LLMServer, token: str = API_KEY, room: str | None = None) -> connect:
-    headers = {"Authorization": f"Bearer {token}"}
+def open_socket(server: LLMServer, token: str | None = None, room: str | None = None) -> connect:
+    headers = {"Authorization": f"Bearer {token or server.api_key}"}
     if room is not None:
         headers["X-Localmesh-Room"] = room
     return connect(ws_url(server), additional_headers=headers, open_timeout=TIMEOUT)
@@ -106,7 +109,7 @@ async def exchange(socket: ClientConnection, body: dict[str, Any]) -> list[dict[
 def client(server: LLMServer, room: str, *, max_retries: int = 0) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         base_url=server.openai_base,
-        api_key=API_KEY,
+        api_key=server.api_key,
         max_retries=max_retries,
         timeout=TIMEOUT,
         default_headers={"X-Localmesh-Room": room},
@@ -347,39 +350,137 @@ async def test_drop_closes_the_websocket(llm_server: LLMServer) -> None:
 # ---------------------------------------------------------------- rooms and authentication
 
 
-async def test_the_room_comes_from_the_token_then_the_header(llm_server: LLMServer) -> None:
+def other_project_token(llm_server: LLMServer, room: str) -> str:
+    """A well-formed participant JWT for ``room``, signed with a secret this emulator never had."""
+    claims = jwt.decode(llm_server.room_token(room), options={"verify_signature": False})
+    return jwt.encode(claims, "not-this-project's-secret-" + "x" * 32, algorithm="HS256")
+
+
+def no_room_grant_token(llm_server: LLMServer) -> str:
+    key = llm_server.server.state.api_key
+    claims = {"name": "n", "grants": [{"name": "role", "scope": "agent"}], "kid": key.key_id}
+    return jwt.encode(claims, key.secret, algorithm="HS256")
+
+
+# (token factory, the emulator's reason). None: no Authorization header at all.
+BAD_TOKENS: dict[str, tuple[Callable[[LLMServer], str | None], str]] = {
+    "missing": (lambda s: None, "no 'Authorization: Bearer <participant token or API key>' header"),
+    "not-a-jwt": (lambda s: "nope", "token is not a valid JWT: "),
+    "expired": (
+        lambda s: s.server.mint_token(room="r", name="n", expires_in=timedelta(minutes=-1)),
+        "token has expired",
+    ),
+    "other-project": (
+        lambda s: other_project_token(s, "r"),
+        "token signature is not valid for any key of this project",
+    ),
+    "no-room-grant": (no_room_grant_token, "token has no room grant"),
+}
+
+
+def auth_headers(token: str | None, room: str | None = None) -> dict[str, str]:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    if room is not None:
+        headers["X-Localmesh-Room"] = room
+    return headers
+
+
+async def test_a_participant_token_speaks_for_its_room(llm_server: LLMServer) -> None:
+    llm_server.use_script("R", "fallback: {text: from R}")
+    llm_server.use_script("other", "fallback: {text: from other}")
+    token = llm_server.room_token("R")
     async with httpx.AsyncClient(base_url=llm_server.url, timeout=TIMEOUT) as http:
-        for token, header in [(room_token("t"), "ignored"), (API_KEY, "h"), (API_KEY, None)]:
-            headers = {"Authorization": f"Bearer {token}"}
-            if header is not None:
-                headers["X-Localmesh-Room"] = header
-            reply = await http.post("/openai/v1/responses", json={"input": "x"}, headers=headers)
-            assert reply.status_code == 200
-    assert [len(llm_server.hub.transcript(room)) for room in ("t", "h", "default", "ignored")] == [1, 1, 1, 0]
+        # The header cannot move a participant to another room.
+        reply = await http.post(
+            "/openai/v1/responses", json={"input": "x"}, headers=auth_headers(token, "other")
+        )
+    assert reply.status_code == 200
+    assert reply.json()["output"][0]["content"][0]["text"] == "from R"
+    async with open_socket(llm_server, token=token, room="other") as socket:
+        events = await exchange(socket, {"input": "y"})
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "from R"
+    assert [(e.room, e.request["input"], e.transport) for e in llm_server.hub.transcript("R")] == [
+        ("R", "x", "request"),
+        ("R", "y", "websocket"),
+    ]
+    assert llm_server.hub.transcript("other") == []
 
 
-async def test_a_bad_token_is_a_401(llm_server: LLMServer) -> None:
+async def test_a_token_made_by_the_sdk_speaks_for_its_room(llm_server: LLMServer) -> None:
+    token = ParticipantToken(name="sdk-made")
+    token.add_room_grant("sdk-room")
+    token.add_role_grant("agent")
+    token.add_api_grant(ApiScope.agent_default())
+    llm_server.use_script("sdk-room", "fallback: {text: hello sdk}")
+    async with openai.AsyncOpenAI(
+        base_url=llm_server.openai_base, api_key=token.to_jwt(api_key=llm_server.api_key), max_retries=0
+    ) as llm:
+        response = await llm.responses.create(model="m", input="x")
+    assert response.output_text == "hello sdk"
+    assert len(llm_server.hub.transcript("sdk-room")) == 1
+
+
+async def test_the_api_key_speaks_for_the_header_room_else_default(llm_server: LLMServer) -> None:
+    llm_server.use_script("h", "fallback: {text: from h}")
     async with httpx.AsyncClient(base_url=llm_server.url, timeout=TIMEOUT) as http:
-        bad = await http.post("/openai/v1/responses", json={}, headers={"Authorization": "Bearer nope"})
-        missing = await http.post("/openai/v1/responses", json={})
-    assert bad.status_code == 401
-    assert bad.json() == {
-        "error": {
-            "message": "localmesh: the token is not valid",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": None,
-        }
-    }
-    assert missing.json()["error"]["message"] == "localmesh: no token given"
+        with_header = await http.post(
+            "/openai/v1/responses", json={"input": "x"}, headers=auth_headers(llm_server.api_key, "h")
+        )
+        without = await http.post(
+            "/openai/v1/responses", json={"input": "x"}, headers=auth_headers(llm_server.api_key)
+        )
+    assert with_header.json()["output"][0]["content"][0]["text"] == "from h"
+    # The default room plays the emulator's default script: the demo, whose fallback explains it.
+    assert without.json()["output"][0]["content"][0]["text"].startswith("This is the localmesh demo")
+    assert [len(llm_server.hub.transcript(room)) for room in ("h", "default")] == [1, 1]
 
 
-async def test_a_bad_token_is_refused_at_the_websocket_upgrade(llm_server: LLMServer) -> None:
+@pytest.mark.parametrize("kind", list(BAD_TOKENS))
+async def test_a_refused_token_is_a_401(llm_server: LLMServer, kind: str) -> None:
+    make, reason = BAD_TOKENS[kind]
+    async with httpx.AsyncClient(base_url=llm_server.url, timeout=TIMEOUT) as http:
+        reply = await http.post(
+            "/openai/v1/responses", json={"input": "x"}, headers=auth_headers(make(llm_server), "r")
+        )
+    assert reply.status_code == 401
+    error = reply.json()["error"]
+    assert error["message"].startswith(reason)
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", None, None)
+    assert llm_server.hub.transcript("r") == []
+
+
+async def test_a_refused_token_fails_the_openai_client_without_retrying(llm_server: LLMServer) -> None:
+    expired = llm_server.server.mint_token(room="r", name="n", expires_in=timedelta(seconds=-5))
+    async with openai.AsyncOpenAI(base_url=llm_server.openai_base, api_key=expired, max_retries=3) as llm:
+        with pytest.raises(openai.AuthenticationError, match="token has expired"):
+            await llm.responses.create(model="m", input="x")
+
+
+@pytest.mark.parametrize("kind", ["not-a-jwt", "expired", "other-project"])
+async def test_a_refused_token_is_refused_at_the_websocket_upgrade(llm_server: LLMServer, kind: str) -> None:
+    make, reason = BAD_TOKENS[kind]
     with pytest.raises(InvalidStatus) as caught:
-        async with open_socket(llm_server, token="nope"):
+        async with open_socket(llm_server, token=make(llm_server)):
             pass
     assert caught.value.response.status_code == 401
-    assert b"localmesh: the token is not valid" in caught.value.response.body
+    assert json.loads(caught.value.response.body)["error"]["message"].startswith(reason)
+
+
+async def test_the_real_adapter_with_an_expired_token_fails_at_once(llm_server: LLMServer) -> None:
+    expired = llm_server.server.mint_token(room="r", name="n", expires_in=timedelta(seconds=-5))
+    adapter = OpenAIResponsesAdapter(
+        model="localmesh-test", mode="request", base_url=llm_server.openai_base, api_key=expired,
+        max_retries=0,
+    )
+    context = adapter.create_session()
+    async with context:
+        context.append_user_message("hi")
+        with pytest.raises(Exception, match="token has expired"):
+            async with asyncio.timeout(TIMEOUT):
+                await adapter.create_response(
+                    context=context, caller=Participant(id="a", attributes={"name": "a"}), toolkits=[]
+                )
+    assert llm_server.hub.transcript("r") == []
 
 
 async def test_a_bad_body_is_a_400(llm_server: LLMServer) -> None:
@@ -446,18 +547,17 @@ async def test_admin_refuses_an_invalid_script_with_the_validation_message(llm_s
     assert llm_server.hub.script("a").source == "demo.yaml"  # unchanged
 
 
-@pytest.mark.parametrize(
-    ("token", "status", "message"),
-    [
-        (room_token("a"), 403, "the localmesh admin API needs the local API key, not a room token"),
-        ("nope", 401, "localmesh: the token is not valid"),
-        (None, 401, "localmesh: no token given"),
-    ],
-)
-async def test_admin_needs_the_local_api_key(
-    llm_server: LLMServer, token: str | None, status: int, message: str
-) -> None:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+ROOM_TOKEN_REFUSAL = "the localmesh admin API needs the local API key, not a room token"
+
+
+@pytest.mark.parametrize("kind", ["room-token", *BAD_TOKENS])
+async def test_admin_needs_the_local_api_key(llm_server: LLMServer, kind: str) -> None:
+    if kind == "room-token":
+        token, status, message = llm_server.room_token("a"), 403, ROOM_TOKEN_REFUSAL
+    else:
+        make, message = BAD_TOKENS[kind]
+        token, status = make(llm_server), 401
+    headers = auth_headers(token)
     async with httpx.AsyncClient(base_url=llm_server.url, headers=headers, timeout=TIMEOUT) as http:
         replies = [
             await http.put("/_localmesh/llm/rooms/a/script", content="fallback: {text: x}"),
@@ -465,5 +565,6 @@ async def test_admin_needs_the_local_api_key(
             await http.get("/_localmesh/llm/rooms/a/transcript"),
             await http.delete("/_localmesh/llm/rooms/a/transcript"),
         ]
-    assert [(r.status_code, r.json()["error"]["message"]) for r in replies] == [(status, message)] * 4
+    assert [r.status_code for r in replies] == [status] * 4
+    assert all(r.json()["error"]["message"].startswith(message) for r in replies)
     assert llm_server.hub.script("a").source == "demo.yaml"

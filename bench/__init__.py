@@ -1,0 +1,1 @@
+"""localmesh benchmarks: ``python -m bench`` (see docs/benchmarks.md)."""
