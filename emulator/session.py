@@ -21,6 +21,7 @@ from emulator.calls import Call, Handler
 from emulator.errors import INVALID_REQUEST, OPERATION_FAILED, RoomError
 from worker.wire import (
     Content,
+    MessageTooLarge,
     PacketAssembler,
     WireError,
     content_from_header,
@@ -35,6 +36,7 @@ logger = logging.getLogger("localmesh.session")
 
 CLOSE_INVALID_DATA = 1007
 CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_TOO_BIG = 1009
 # Message types a client may send that need no answer, or that localmesh does not host.
 _FIRE_AND_FORGET = frozenset({"set_attributes"})
 _NOT_EMULATED = frozenset({
@@ -122,7 +124,8 @@ class Session:
                 message = self._assembler.feed(frame)
             except WireError as error:
                 logger.warning("room %s: closing %s: %s", self.room, self.participant.name, error)
-                await self.close(CLOSE_INVALID_DATA, f"bad frame: {error}"[:120])
+                code = CLOSE_TOO_BIG if isinstance(error, MessageTooLarge) else CLOSE_INVALID_DATA
+                await self.close(code, f"bad frame: {error}"[:120])
                 return
             if message is not None:
                 await self._dispatch(message.id, message.type, message.data)

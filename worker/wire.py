@@ -30,6 +30,10 @@ class WireError(ValueError):
     """Bytes that do not follow the wire format. The message says what was wrong."""
 
 
+class MessageTooLarge(WireError):
+    """A message over the receiver's size limit."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     id: int
@@ -109,7 +113,7 @@ class PacketAssembler:
             raise WireError(f"header packet of {len(frame)} bytes has no packet count")
         count = int.from_bytes(frame[DATA_PREFIX:HEADER_PREFIX], "big")
         if self._max is not None and count * PACKET_DATA_SIZE > self._max + PACKET_DATA_SIZE:
-            raise WireError(
+            raise MessageTooLarge(
                 f"message of {count} packets exceeds the limit of {self._max} bytes"
             )
         try:
@@ -127,7 +131,7 @@ class PacketAssembler:
         message = Message(self._id, self._type, b"".join(self._parts))
         self._reset()
         if self._max is not None and len(message.data) > self._max:
-            raise WireError(
+            raise MessageTooLarge(
                 f"message of {len(message.data)} bytes exceeds the limit of {self._max} bytes"
             )
         return message

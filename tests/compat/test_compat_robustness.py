@@ -167,14 +167,14 @@ async def test_oversized_message_closes_only_that_session(tmp_path):
             async with RawRoom(server.room_url(ROOM), sdk_token(server, room=ROOM)) as raw:
                 await raw.ws.send(_header_packet(1, 1000, "room.invoke_tool"))
                 code, reason = await raw.closed_by_server()
-                assert code == 1007 and "exceeds the limit" in reason
+                assert code == 1009 and "exceeds the limit" in reason
             # and when the bytes arrive
             async with RawRoom(server.room_url(ROOM), sdk_token(server, room=ROOM)) as raw:
                 data = pack({"toolkit": "queues", "tool": "send"}, b"x" * 9000)
                 for frame in encode_message(1, "room.invoke_tool", data):
                     await raw.ws.send(frame)
                 code, reason = await raw.closed_by_server()
-                assert code == 1007 and "exceeds the limit" in reason
+                assert code == 1009 and "exceeds the limit" in reason
             await _round_trip(good, "after oversize")
             # a real client's message over the limit: its connection ends, the server goes on
             with pytest.raises(RoomException):
