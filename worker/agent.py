@@ -36,6 +36,7 @@ Sleep = Callable[[float], Awaitable[None]]
 class WorkerStats:
     """Progress, for the CLI and for tests that wait on it."""
 
+    received: int = 0  # messages taken from the queue (handled + the one in flight)
     processed: int = 0  # messages whose processing finished without an error
     failed: int = 0  # messages whose processing raised
     receive_failures: int = 0  # failed receives (each one backs off)
@@ -99,6 +100,7 @@ class Worker:
         self._receive: asyncio.Task[Any] | None = None
         self._stopping = asyncio.Event()
         self._changed = asyncio.Condition()
+        self._ended = False  # set as the loop ends, before waiters are told
 
     # ------------------------------------------------------------ lifecycle
 
@@ -110,7 +112,8 @@ class Worker:
 
     @property
     def running(self) -> bool:
-        return self._main is not None and not self._main.done()
+        """True from ``start()`` until the receive loop has ended."""
+        return self._main is not None and not self._main.done() and not self._ended
 
     async def start(self, room: RoomClient) -> None:
         """Bind to ``room`` and start the receive loop in the background."""
@@ -120,6 +123,7 @@ class Worker:
         if self.llm_adapter is not None:
             self.llm_adapter = self.llm_adapter.with_runtime_token(room.token)
         self._stopping.clear()
+        self._ended = False
         self._main = asyncio.create_task(self.run(room), name=f"worker-{self.name}")
 
     async def stop(self) -> None:
@@ -143,9 +147,10 @@ class Worker:
                 await asyncio.shield(self._main)
 
     async def wait_for(
-        self, predicate: Callable[[WorkerStats], bool], timeout: float
+        self, predicate: Callable[[WorkerStats], bool], timeout: float | None
     ) -> WorkerStats:
-        """Wait until ``predicate(stats)`` holds; raises ``TimeoutError`` after ``timeout`` s."""
+        """Wait until ``predicate(stats)`` holds; raises ``TimeoutError`` after ``timeout`` s
+        (``None``: no limit of its own; use it under an outer ``asyncio.timeout``)."""
         async with asyncio.timeout(timeout):
             async with self._changed:
                 await self._changed.wait_for(lambda: predicate(self.stats))
@@ -160,6 +165,13 @@ class Worker:
     async def run(self, room: RoomClient) -> None:
         """Receive and process messages until stopped."""
         self._room = room
+        try:
+            await self._loop(room)
+        finally:
+            self._ended = True
+            await self._notify()
+
+    async def _loop(self, room: RoomClient) -> None:
         while not self._stopping.is_set():
             try:
                 self._receive = asyncio.create_task(
@@ -185,10 +197,10 @@ class Worker:
                 if self.stop_when_idle:
                     break
                 continue
+            self.stats.received += 1
             await self._handle(room, message)
             if self.max_messages is not None and self.stats.handled >= self.max_messages:
                 break
-        await self._notify()
 
     async def _receive_failed(self, error: Exception) -> None:
         delay = self.backoff.next_delay()

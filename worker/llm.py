@@ -331,8 +331,18 @@ def ScriptedLLMAdapter(script: Any, **options: Any) -> ResponsesAdapter:  # noqa
 
     if hasattr(script, "respond"):
         player = script
-    elif isinstance(script, Path) or (isinstance(script, str) and Path(script).is_file()):
+    elif isinstance(script, Path) or (isinstance(script, str) and _names_a_file(script)):
         player = ScriptPlayer(load_script(script))
     else:
         player = ScriptPlayer(coerce_script(script))
     return ResponsesAdapter(ScriptTransport(player), **options)
+
+
+def _names_a_file(text: str) -> bool:
+    """Whether a script string is a path to an existing file (else it is YAML text)."""
+    if "\n" in text:
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # too long for a file name, or a NUL in it
+        return False

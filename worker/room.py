@@ -81,6 +81,9 @@ class RoomClient:
         self._background: set[asyncio.Task[Any]] = set()
         self._listeners: dict[str, list[EventHandler]] = {}
         self.reconnects = 0
+        # The local participant's attributes: the server's (``name``…) plus ours; re-sent
+        # after every reconnect, as the MeshAgent client does.
+        self.attributes: dict[str, Any] = {}
         self.queues = QueuesClient(self)
         self.storage = StorageClient(self)
         self.developer = DeveloperClient(self)
@@ -97,6 +100,7 @@ class RoomClient:
     async def connect(self) -> None:
         """Connect once; raises ``RoomError`` if the room cannot be joined."""
         self._connection = await self._open()
+        self.attributes = dict(self._connection.session.attributes)
         self._supervisor = asyncio.create_task(self._supervise(), name="room-reconnect")
 
     async def close(self) -> None:
@@ -180,11 +184,14 @@ class RoomClient:
                 return
             logger.warning("room connection dropped; reconnecting")
             try:
-                self._connection = await self._reconnect_with_backoff()
+                replacement = await self._reconnect_with_backoff()
             except RoomError as error:
                 self._final_error = error
                 await self._notify()
                 return
+            # Before any other request can use the new connection, as the MeshAgent client.
+            await self._resend_attributes(replacement)
+            self._connection = replacement
             self.reconnects += 1
             await self._notify()
             logger.info("room connection re-established (reconnect %d)", self.reconnects)
@@ -201,6 +208,23 @@ class RoomClient:
                 logger.info("reconnect refused (%s); retrying", error)
             except ConnectionLost as error:
                 logger.info("reconnect failed (%s); retrying", error)
+
+    async def _resend_attributes(self, connection: Connection) -> None:
+        """After a reconnect, before any other request: ``set_attributes`` with all of ours
+        (the new session's attributes, overridden by the ones we set)."""
+        self.attributes = {**connection.session.attributes, **self.attributes}
+        if not self.attributes:
+            return
+        try:
+            await connection.send("set_attributes", dict(self.attributes))
+        except RoomError as error:  # dropped again: the supervisor sees it next
+            logger.info("could not re-send attributes after reconnecting: %s", error)
+
+    async def set_attribute(self, name: str, value: Any) -> None:
+        """Set one of our participant attributes (``set_attributes``, no reply expected)."""
+        self.attributes[name] = value
+        connection = await self.connection()
+        await connection.send("set_attributes", {name: value})
 
     def _require_connection_now(self) -> Connection:
         if self._connection is None:

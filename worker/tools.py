@@ -8,6 +8,7 @@ those arguments as keywords. Its return value is turned into the model's
 from __future__ import annotations
 
 import inspect
+import posixpath
 import re
 import types
 import typing
@@ -202,6 +203,8 @@ def _nulls_mean_defaults(function: ToolFunction) -> ToolFunction:
 # ---------------------------------------------------------------- the storage toolkit
 
 DEFAULT_MAX_LENGTH = 20000
+# Read as sync documents by MeshAgent's StorageToolkit whatever the schemas say.
+SYNC_DOCUMENT_EXTENSIONS = frozenset({"thread", "transcript"})
 TRUNCATED = "\n\n[truncated: call again with a larger offset to read on]"
 _TEXT_MIME_TYPES = {"application/json", "application/xml", "application/javascript",
                     "application/yaml", "application/x-yaml"}
@@ -337,7 +340,21 @@ class StorageToolkit(Toolkit):
         return "the file was saved"
 
     async def _read(self, path: str) -> FileResult:
-        file = await self.room.storage.download(room_path(path))
+        """Download ``path``, making the same room calls as MeshAgent's StorageToolkit: a file
+        with an extension ``.x`` is first checked against ``.schemas/x.json``; such a file
+        (and any ``.thread``/``.transcript``) is a sync document there, which localmesh does
+        not emulate, so the tool says so instead of reading it."""
+        target = room_path(path)
+        extension = posixpath.splitext(target)[1].lstrip(".")
+        if extension and (
+            extension in SYNC_DOCUMENT_EXTENSIONS
+            or await self.room.storage.exists(f".schemas/{extension}.json")
+        ):
+            raise ToolError(
+                f"{path} is a sync document (.{extension}); localmesh does not emulate sync "
+                "documents, so it cannot be read as a file"
+            )
+        file = await self.room.storage.download(target)
         return FileResult(file.name, file.mime_type, file.data)
 
     async def read_file(self, path: str, offset: int | None = None) -> str | FileResult:

@@ -218,3 +218,9 @@ async def test_an_unknown_tool_is_reported_to_the_model() -> None:
     assert await ScriptedLLMAdapter(script).create_response(
         context=fresh_context(), toolkits=[]
     ) == "noted"
+
+
+def test_a_long_yaml_script_string_is_not_taken_for_a_path() -> None:
+    text = "fallback: {text: " + "x" * 400 + "}"  # far beyond a file name's limit
+    adapter = ScriptedLLMAdapter(text)
+    assert adapter.transport.player.script.fallback is not None

@@ -58,3 +58,25 @@ async def test_a_server_close_is_final(server, room_name) -> None:
         assert not client.connected
         with pytest.raises(RoomClosed):
             await client.queues.list()
+
+
+def _attributes(server, room: RoomClient) -> dict:
+    """What the server holds for this client's current session."""
+    participants = server.participants(room.room_name)
+    return next(p["attributes"] for p in participants if p["id"] == room.participant_id)
+
+
+async def test_attributes_are_sent_again_after_a_reconnect(server, connect, room_name) -> None:
+    room = await connect("dropper", **FAST)
+    assert room.attributes == {"name": "dropper"}  # what the server gave us
+    await room.set_attribute("status", "busy")
+    await room.queues.list()  # a round trip: the fire-and-forget message has been read
+    assert _attributes(server, room)["status"] == "busy"
+    old_id = room.participant_id
+
+    await server.drop_connections(room_name)
+    await asyncio.wait_for(room.wait_connected(reconnects=1), 5)
+    await room.queues.list()
+    assert room.participant_id != old_id  # a new session...
+    assert _attributes(server, room)["status"] == "busy"  # ...told our attributes
+    assert room.attributes == {"name": "dropper", "status": "busy"}

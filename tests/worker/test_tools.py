@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from worker import FileResult, RoomError, StorageToolkit, Toolkit, ToolResponseAdapter, tool
+from worker import FileResult, RoomError, StorageToolkit, ToolError, Toolkit, ToolResponseAdapter, tool
 from worker.tools import grep_lines, room_path
 from worker.wire import Content, error_content, json_content
 
@@ -124,3 +124,62 @@ def test_storage_tools_match_the_real_meshagent_storage_toolkit(tmp_path) -> Non
 def test_read_only_storage_offers_only_reading_tools() -> None:
     names = [t.name for t in StorageToolkit(room=None, read_only=True).tools]  # type: ignore[arg-type]
     assert names == ["list_files_in_room", "read_file", "grep_file"]
+
+
+class _CallLog:
+    """``storage``/``sync`` stand-ins recording the room calls a toolkit makes."""
+
+    def __init__(self, schemas: set[str]) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.schemas = schemas
+
+    async def exists(self, path: str) -> bool:
+        self.calls.append(("exists", path))
+        return path in self.schemas
+
+    async def download(self, path: str):
+        from meshagent.api.messaging import FileContent
+
+        self.calls.append(("download", path))
+        return FileContent(data=b"alpha\nbeta\n", name=path.rsplit("/", 1)[-1], mime_type="text/plain")
+
+    async def describe(self, path: str) -> dict:
+        self.calls.append(("sync.describe", path))
+        return {}
+
+
+READS = ["/notes/a.txt", "notes/b", "/doc.grid", "/chat.thread", "/x.transcript", "/deep/er/c.md"]
+SCHEMAS = {".schemas/grid.json"}
+
+
+async def test_read_file_makes_the_same_room_calls_as_meshagents() -> None:
+    from meshagent.api import RoomClient as RealRoomClient
+    from meshagent.tools.storage import StorageToolkit as RealStorageToolkit
+    from meshagent.tools.storage import StorageToolRoomMount
+
+    class RealRoom(RealRoomClient):
+        def __init__(self, log: _CallLog) -> None:  # no connection: only storage and sync
+            self.storage = log
+            self.sync = type("Sync", (), {"describe": staticmethod(log.describe)})()
+
+    class OurRoom:
+        def __init__(self, log: _CallLog) -> None:
+            self.storage = log
+
+    for tool_name, extra in [("read_file", {}), ("grep_file", {"pattern": "beta", "before": None,
+                                                               "after": None})]:
+        for path in READS:
+            real_log, our_log = _CallLog(SCHEMAS), _CallLog(SCHEMAS)
+            real = RealStorageToolkit(mounts=[StorageToolRoomMount(path="/", room=RealRoom(real_log))])
+            ours = StorageToolkit(OurRoom(our_log))  # type: ignore[arg-type]
+            real_tool = next(t for t in real.tools if t.name == tool_name)
+            await real_tool.execute(None, path=path, offset=None, **extra)
+            sync_document = real_log.calls[-1][0] == "sync.describe"
+            if sync_document:
+                with pytest.raises(ToolError, match="sync document"):
+                    await ours.get(tool_name).execute({"path": path, "offset": None, **extra})
+                assert our_log.calls == real_log.calls[:-1], path  # the same, up to the sync read
+            else:
+                await ours.get(tool_name).execute({"path": path, "offset": None, **extra})
+                assert our_log.calls == real_log.calls, path
+            assert sync_document == path.endswith((".grid", ".thread", ".transcript"))
