@@ -193,7 +193,7 @@ class Participant:
     name: str
     room: str
     role: str
-    api: ApiGrant | None
+    api: ApiGrant
     project_id: str | None
     claims: dict[str, Any]
 

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from emulator.auth import Participant
 from emulator.calls import Call, Handler
-from emulator.errors import INVALID_REQUEST, OPERATION_FAILED, RoomError
+from emulator.errors import INVALID_REQUEST, OPERATION_FAILED, PERMISSION_DENIED, RoomError
 from worker.wire import (
     Content,
     MessageTooLarge,
@@ -212,6 +212,13 @@ class Session:
                 raise RoomError(
                     INVALID_REQUEST,
                     f"tool {call.tool!r} of toolkit {call.toolkit!r} is not supported by localmesh",
+                )
+            if not self.participant.api.has(call.toolkit):
+                # Each built-in toolkit is an api section of the token (api.queues, api.storage...).
+                raise RoomError(
+                    PERMISSION_DENIED,
+                    f"participant {self.participant.name!r} is not granted the {call.toolkit} API"
+                    f" (its token's api grant has no {call.toolkit!r} section)",
                 )
             result = await handler(call)
             if result is not None:

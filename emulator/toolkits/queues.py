@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator.auth import QueuesGrant
 from emulator.calls import Call, Handler
 from emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
 from emulator.queues import Queues
@@ -33,10 +34,9 @@ def _deny(call: Call, what: str) -> RoomError:
     )
 
 
-def _grant(call: Call):
-    grant = call.participant.api.queues if call.participant.api else None
-    if grant is None:
-        raise _deny(call, "the queues API")
+def _grant(call: Call) -> QueuesGrant:
+    grant = call.participant.api.queues
+    assert grant is not None, "the session checks the api.queues section before calling"
     return grant
 
 

@@ -21,12 +21,8 @@ DownloadUrl = Callable[[Call, str], str]
 
 
 def _check(call: Call, action: str, path: str, subtree: bool = False) -> None:
-    grant = call.participant.api.storage if call.participant.api else None
-    if grant is None:
-        raise RoomError(
-            PERMISSION_DENIED,
-            f"participant {call.participant.name!r} is not granted the storage API",
-        )
+    grant = call.participant.api.storage
+    assert grant is not None, "the session checks the api.storage section before calling"
     if not grant.allows(action, path, subtree):
         where = f"{path!r}" + (" and below" if subtree else "")
         raise RoomError(
@@ -117,7 +113,7 @@ class StorageToolkit:
 
     async def download_url(self, call: Call) -> Content:
         path = canonical_file(call.json_arguments().get("path"))
-        grant = call.participant.api.storage if call.participant.api else None
+        grant = call.participant.api.storage
         # Legacy path grants never grant presign, so a readable path may be presigned too.
         if grant is None or not (grant.allows("presign", path) or grant.allows("read", path)):
             _check(call, "presign", path)

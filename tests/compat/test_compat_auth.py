@@ -220,3 +220,16 @@ async def test_token_without_queues_section_is_denied_queues(server):
         with pytest.raises(RoomException) as raised:
             await room.queues.send(name="q", message={})
         assert raised.value.code == 1001
+
+
+async def test_toolkits_not_in_the_api_grant_are_refused_by_name(server):
+    api = ApiScope(queues=QueuesGrant())  # no developer, no messaging section
+    async with sdk_client(server, ROOM, sdk_token(server, room=ROOM, api=api)) as room:
+        with pytest.raises(RoomException) as raised:
+            await room.developer.log(type="note", data={"x": 1})
+        assert raised.value.code == 1001
+        assert "developer" in str(raised.value)
+        with pytest.raises(RoomException) as raised:
+            await room.invoke(toolkit="messaging", tool="enable", input={})
+        assert raised.value.code == 1001 and "messaging" in str(raised.value)
+        assert server.developer_logs(ROOM) == []
