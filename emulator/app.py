@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import logging
-import mimetypes
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
-from emulator.auth import AuthError
-from emulator.errors import RoomError
+from emulator.auth import AuthError, bearer_token
+from emulator.errors import STORAGE_NOT_FOUND, RoomError
 from emulator.llm import create_llm_router
 from emulator.paths import basename
 from emulator.session import Session
 from emulator.state import EmulatorState
 from emulator.storage import canonical_file
+from worker.wire import guess_mime_type
 
 logger = logging.getLogger("localmesh.app")
 
 SDK_VERSION = "0.56.0"
 
 
-def _bearer(authorization: str | None) -> str | None:
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return None
+def _room_url(base_url: str, room: str) -> str:
+    """The websocket URL of ``room`` on the server at ``base_url`` (http(s) or ws(s))."""
+    return f"{base_url.rstrip('/').replace('http', 'ws', 1)}/rooms/{room}"
 
 
 def _refusal(status: int, reason: str) -> Response:
@@ -49,7 +48,7 @@ def create_app(state: EmulatorState) -> FastAPI:
 
     @app.websocket("/rooms/{room}")
     async def room_socket(websocket: WebSocket, room: str) -> None:
-        token = _bearer(websocket.headers.get("authorization"))
+        token = bearer_token(websocket.headers.get("authorization"))
         try:
             if token is None:
                 raise AuthError("no 'Authorization: Bearer <participant token>' header")
@@ -64,12 +63,12 @@ def create_app(state: EmulatorState) -> FastAPI:
             max_message_bytes=state.settings.max_message_bytes, on_close=state.rooms.leave,
         )
         state.rooms.join(session)
-        await session.run(state.public_url or str(websocket.base_url).replace("ws", "http", 1))
+        await session.run(room_url=_room_url(state.public_url or str(websocket.base_url), room))
 
     @app.post("/accounts/projects/{project_id}/rooms/{room}/connect")
     async def connect_room(project_id: str, room: str, request: Request) -> Response:
         # The real CLI asks for a room token here when --room differs from MESHAGENT_ROOM.
-        token = _bearer(request.headers.get("authorization"))
+        token = bearer_token(request.headers.get("authorization"))
         if token is None:
             return _refusal(401, "a project API key or participant token is required")
         if state.is_api_key(token):
@@ -87,7 +86,7 @@ def create_app(state: EmulatorState) -> FastAPI:
             jwt_text = token
         return JSONResponse({
             "jwt": jwt_text, "room_name": room, "project_id": state.api_key.project_id,
-            "room_url": f"{state.public_url.replace('http', 'ws', 1)}/rooms/{room}",
+            "room_url": _room_url(state.public_url, room),
         })
 
     @app.get("/_localmesh/download/{room}/{path:path}")
@@ -99,9 +98,8 @@ def create_app(state: EmulatorState) -> FastAPI:
         except AuthError as error:
             return _refusal(403, str(error))
         except RoomError as error:
-            return _refusal(404 if error.code == 3001 else 400, error.message)
-        mime = row.mime_type or mimetypes.guess_type(basename(path))[0] or "application/octet-stream"
-        return Response(data, media_type=mime,
+            return _refusal(404 if error.code == STORAGE_NOT_FOUND else 400, error.message)
+        return Response(data, media_type=row.mime_type or guess_mime_type(basename(path)),
                         headers={"content-disposition": _inline_disposition(basename(path))})
 
     return app

@@ -23,6 +23,16 @@ class AuthError(Exception):
     """A token or key was refused. ``str(error)`` says why."""
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value; ``None`` if there is none."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
 # ---------------------------------------------------------------- API keys
 
 

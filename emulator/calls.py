@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from emulator.errors import INVALID_REQUEST, RoomError
-from worker.wire import Content
+from worker.wire import Content, control_open
 
 if TYPE_CHECKING:
     from emulator.auth import Participant
@@ -68,7 +68,7 @@ class Call:
 
     async def open_stream(self) -> None:
         self.opened = True
-        await self.peer.reply(self.message_id, Content({"type": "control", "method": "open"}))
+        await self.peer.reply(self.message_id, control_open())
 
     async def send_chunk(self, content: Content) -> None:
         await self.peer.send(

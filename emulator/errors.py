@@ -1,18 +1,38 @@
-"""Error codes of the MeshAgent room API, and the one exception models raise."""
+"""The one exception models raise, and the room API's error codes it carries.
+
+The codes are defined once, in ``worker.error_codes``, and re-exported here for the models.
+"""
 
 from __future__ import annotations
 
-PERMISSION_DENIED = 1001
-INVALID_REQUEST = 1002
-NOT_FOUND = 1003
-ALREADY_EXISTS = 1004
-CONFLICT = 1005
-OPERATION_FAILED = 1008
-STORAGE_NOT_FOUND = 3001
-STORAGE_RECURSIVE_REQUIRED = 3002
-STORAGE_INVALID_PATH = 3004
-STORAGE_ALREADY_EXISTS = 3005
-QUEUE_NOT_FOUND = 5001
+from worker.error_codes import (
+    ALREADY_EXISTS,
+    CONFLICT,
+    INVALID_REQUEST,
+    NOT_FOUND,
+    OPERATION_FAILED,
+    PERMISSION_DENIED,
+    QUEUE_NOT_FOUND,
+    STORAGE_ALREADY_EXISTS,
+    STORAGE_INVALID_PATH,
+    STORAGE_NOT_FOUND,
+    STORAGE_RECURSIVE_REQUIRED,
+)
+
+__all__ = [
+    "ALREADY_EXISTS",
+    "CONFLICT",
+    "INVALID_REQUEST",
+    "NOT_FOUND",
+    "OPERATION_FAILED",
+    "PERMISSION_DENIED",
+    "QUEUE_NOT_FOUND",
+    "STORAGE_ALREADY_EXISTS",
+    "STORAGE_INVALID_PATH",
+    "STORAGE_NOT_FOUND",
+    "STORAGE_RECURSIVE_REQUIRED",
+    "RoomError",
+]
 
 
 class RoomError(Exception):

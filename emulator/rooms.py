@@ -32,10 +32,8 @@ class Rooms:
     async def leave(self, session: Session) -> None:
         self._sessions[session.room].discard(session)
 
-    def sessions(self, room: str | None = None) -> list[Session]:
-        if room is not None:
-            return list(self._sessions.get(room, ()))
-        return [s for sessions in self._sessions.values() for s in sessions]
+    def sessions(self, room: str) -> list[Session]:
+        return list(self._sessions.get(room, ()))
 
     def participants(self, room: str) -> list[dict[str, Any]]:
         return [session.describe() for session in self.sessions(room)]

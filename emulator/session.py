@@ -94,12 +94,12 @@ class Session:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def run(self, http_base: str) -> None:
+    async def run(self, *, room_url: str) -> None:
         await self.websocket.accept()
         try:
             await self.send("room_ready", {
                 "room_name": self.room,
-                "room_url": f"{http_base.replace('http', 'ws', 1)}/rooms/{self.room}",
+                "room_url": room_url,
                 "session_id": self.session_id,
             })
             await self.send("connected", {

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import jwt
 
-from emulator.auth import ApiKey, AuthError, Participant, TokenVerifier, mint_token
+from emulator.auth import ApiKey, AuthError, Participant, TokenVerifier, bearer_token, mint_token
 from emulator.calls import Call, Handler
 from emulator.faults import Faults
 from emulator.llm import AuthError as LLMAuthError
@@ -105,8 +105,9 @@ class EmulatorState:
     def is_api_key(self, text: str) -> bool:
         return any(text == key.text for key in self.keys)
 
-    async def llm_caller_room(self, token: str | None) -> str | None:
-        """The room an LLM request speaks for: its token's room, or None for the API key."""
+    async def llm_caller_room(self, authorization: str | None) -> str | None:
+        """The room an LLM request speaks for: its bearer token's room, or None for the API key."""
+        token = bearer_token(authorization)
         if token is None:
             raise LLMAuthError("no 'Authorization: Bearer <participant token or API key>' header")
         if self.is_api_key(token):

@@ -52,6 +52,10 @@ class Entry:
         return data
 
 
+def _file_not_found(path: str) -> RoomError:
+    return RoomError(STORAGE_NOT_FOUND, f"file {path!r} was not found")
+
+
 def _file_entry(row: FileRow) -> Entry:
     return Entry(basename(row.path), False, row.size, row.created_at, row.updated_at)
 
@@ -85,7 +89,8 @@ class Storage:
                 entries[child] = _file_entry(row)
         return list(entries.values())
 
-    async def _check_writable(self, room: str, path: str, overwrite: bool) -> None:
+    async def check_writable(self, room: str, path: str, overwrite: bool) -> None:
+        """Refuse what ``write`` would refuse (uploads call it before their bytes stream)."""
         if await self._store.has_files_under(room, path):
             raise RoomError(STORAGE_ALREADY_EXISTS, f"{path!r} is a folder")
         parent = parent_of(path)
@@ -96,22 +101,24 @@ class Storage:
         if not overwrite and await self._store.file(room, path) is not None:
             raise RoomError(STORAGE_ALREADY_EXISTS, f"file {path!r} already exists")
 
-    async def check_writable(self, room: str, path: str, overwrite: bool) -> None:
-        """Refuse early (before an upload streams its bytes) what ``write`` would refuse."""
-        await self._check_writable(room, path, overwrite)
-
     async def write(
         self, room: str, path: str, data: bytes, mime_type: str, *, overwrite: bool
     ) -> None:
-        await self._check_writable(room, path, overwrite)
+        await self.check_writable(room, path, overwrite)
         await self._store.write_file(room, path, data, mime_type, self._now())
 
-    async def read(self, room: str, path: str) -> tuple[FileRow, bytes]:
+    async def require_file(self, room: str, path: str) -> FileRow:
+        """The file at ``path`` (not its bytes); 3001 if there is no file there."""
         row = await self._store.file(room, path)
-        data = None if row is None else await self._store.read_file(room, path)
-        if row is None or data is None:
-            raise RoomError(STORAGE_NOT_FOUND, f"file {path!r} was not found")
-        return row, data
+        if row is None:
+            raise _file_not_found(path)
+        return row
+
+    async def read(self, room: str, path: str) -> tuple[FileRow, bytes]:
+        found = await self._store.read_file(room, path)
+        if found is None:
+            raise _file_not_found(path)
+        return found
 
     async def delete(self, room: str, path: str, *, recursive: bool) -> None:
         if await self._store.file(room, path) is not None:

@@ -146,10 +146,6 @@ class Store:
 
     # ------------------------------------------------------------ files
 
-    @staticmethod
-    def _file_row(row: tuple) -> FileRow:
-        return FileRow(*row)
-
     async def file(self, room: str, path: str) -> FileRow | None:
         rows = await self._db.execute_fetchall(
             "SELECT path, size, mime_type, created_at, updated_at FROM files"
@@ -157,7 +153,7 @@ class Store:
             (room, path),
         )
         for row in rows:
-            return self._file_row(row)
+            return FileRow(*row)
         return None
 
     async def files_under(self, room: str, folder: str) -> list[FileRow]:
@@ -175,7 +171,7 @@ class Store:
                 " WHERE room = ? ORDER BY path",
                 (room,),
             )
-        return [self._file_row(row) for row in rows]
+        return [FileRow(*row) for row in rows]
 
     async def has_files_under(self, room: str, folder: str) -> bool:
         rows = await self._db.execute_fetchall(
@@ -184,12 +180,15 @@ class Store:
         )
         return bool(list(rows))
 
-    async def read_file(self, room: str, path: str) -> bytes | None:
+    async def read_file(self, room: str, path: str) -> tuple[FileRow, bytes] | None:
+        """A file's row and its bytes, in one statement."""
         rows = await self._db.execute_fetchall(
-            "SELECT data FROM files WHERE room = ? AND path = ?", (room, path)
+            "SELECT path, size, mime_type, created_at, updated_at, data FROM files"
+            " WHERE room = ? AND path = ?",
+            (room, path),
         )
-        for (data,) in rows:
-            return bytes(data)
+        for *row, data in rows:
+            return FileRow(*row), bytes(data)
         return None
 
     async def write_file(

@@ -20,7 +20,7 @@ from worker.config import ConfigError, ServerTarget, participant_token, resolve_
 from worker.errors import RoomError
 from worker.join import JoinOptions, run_join
 from worker.room import RoomClient
-from worker.spec import dump_spec, worker_service_spec
+from worker.spec import DEFAULT_IMAGE, dump_spec, worker_service_spec
 
 worker_app = typer.Typer(help="Run a queue worker agent in a room.", no_args_is_help=True)
 room_app = typer.Typer(help="Operate within a room: queues and storage.", no_args_is_help=True)
@@ -125,7 +125,7 @@ def spec(
         str | None, typer.Option("--service-name", help="defaults to the agent name")
     ] = None,
     service_description: Annotated[str | None, typer.Option("--service-description")] = None,
-    image: Annotated[str, typer.Option("--image", help="container image")] = "meshagent/cli:default",
+    image: Annotated[str, typer.Option("--image", help="container image")] = DEFAULT_IMAGE,
     require_storage: Annotated[bool, typer.Option("--require-storage")] = False,
     room_rules: Annotated[list[str] | None, typer.Option("--room-rules")] = None,
     rule: Annotated[list[str] | None, typer.Option("--rule", "-r")] = None,

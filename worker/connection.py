@@ -16,7 +16,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from worker.errors import UNEXPECTED_RESPONSE_TYPE, ConnectionLost, RoomClosed, RoomError
+from worker.error_codes import UNEXPECTED_RESPONSE_TYPE
+from worker.errors import ConnectionLost, RoomClosed, RoomError
 from worker.wire import (
     Content,
     Message,
@@ -322,8 +323,7 @@ class Connection:
                  "code": UNEXPECTED_RESPONSE_TYPE}
             )
         if pending.future.cancelled():
-            if pending.on_orphan is not None:
-                pending.on_orphan(content)
+            _hand_to_orphan_handler(pending, content)
         elif not pending.future.done():
             pending.future.set_result(content)
 
@@ -342,8 +342,18 @@ def _abandon(pending: _Pending) -> None:
     future = pending.future
     if not future.done():
         future.cancel()  # _resolve passes the reply to on_orphan when it arrives
-    elif not future.cancelled() and future.exception() is None and pending.on_orphan:
-        pending.on_orphan(future.result())
+    elif not future.cancelled() and future.exception() is None:
+        _hand_to_orphan_handler(pending, future.result())
+
+
+def _hand_to_orphan_handler(pending: _Pending, content: Content) -> None:
+    # Runs in the reader task: a failing handler must not end the connection.
+    if pending.on_orphan is None:
+        return
+    try:
+        pending.on_orphan(content)
+    except Exception:
+        logger.exception("the handler of a reply nobody waited for failed")
 
 
 def raise_for_error(content: Content) -> Content:

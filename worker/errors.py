@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-# The client's own code for a reply of the wrong shape (the SDK uses the same number).
-UNEXPECTED_RESPONSE_TYPE = 1100
-
 
 class RoomError(Exception):
     """The room refused a request, or a request could not complete.
 
-    ``code`` is the room's error code when the server sent one (see the protocol's
-    error-code table), else ``None``.
+    ``code`` is the room's error code when the server sent one (``worker.error_codes``),
+    else ``None``.
     """
 
     def __init__(self, message: str, code: int | None = None) -> None:

@@ -11,7 +11,12 @@ from pathlib import Path
 
 from worker.agent import Worker, WorkerStats
 from worker.errors import RoomError
-from worker.llm import OpenAIResponsesAdapter, ResponsesAdapter, ScriptedLLMAdapter
+from worker.llm import (
+    OpenAIResponsesAdapter,
+    ResponsesAdapter,
+    ScriptedLLMAdapter,
+    default_base_url,
+)
 from worker.requirements import RequiredStorage
 from worker.room import RoomClient
 
@@ -46,10 +51,7 @@ async def load_room_rules(room: RoomClient, paths: list[str]) -> list[str]:
 def build_adapter(options: JoinOptions, api_url: str) -> ResponsesAdapter:
     if options.llm_script is not None:
         return ScriptedLLMAdapter(options.llm_script, model=options.model)
-    import os
-
-    base_url = os.environ.get("OPENAI_BASE_URL") or f"{api_url.rstrip('/')}/openai/v1"
-    return OpenAIResponsesAdapter(model=options.model, base_url=base_url)
+    return OpenAIResponsesAdapter(model=options.model, base_url=default_base_url(api_url))
 
 
 def progress_line(stats: WorkerStats) -> str:

@@ -14,13 +14,14 @@ Where the response comes from is the transport's job:
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -28,6 +29,9 @@ from worker.backoff import Backoff
 from worker.context import ChatContext
 from worker.tool_results import ToolResponseAdapter
 from worker.tools import Tool, Toolkit
+
+if TYPE_CHECKING:
+    from emulator.llm import ScriptPlayer
 
 logger = logging.getLogger("localmesh.worker.llm")
 
@@ -62,13 +66,14 @@ class ResponsesTransport(Protocol):
 # ---------------------------------------------------------------- transports
 
 
-def default_base_url() -> str:
-    """``OPENAI_BASE_URL``, else ``{MESHAGENT_API_URL}/openai/v1`` (the emulator's endpoint)."""
+def default_base_url(api_url: str | None = None) -> str:
+    """``OPENAI_BASE_URL``, else ``{api_url}/openai/v1`` (the emulator's endpoint), where
+    ``api_url`` defaults to ``MESHAGENT_API_URL``, else a local ``localmesh serve``."""
     explicit = os.environ.get("OPENAI_BASE_URL")
     if explicit:
         return explicit.rstrip("/")
-    api_url = os.environ.get("MESHAGENT_API_URL", "http://127.0.0.1:8765").rstrip("/")
-    return f"{api_url}/openai/v1"
+    api_url = api_url or os.environ.get("MESHAGENT_API_URL", "http://127.0.0.1:8765")
+    return f"{api_url.rstrip('/')}/openai/v1"
 
 
 class HttpTransport:
@@ -134,7 +139,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 class ScriptTransport:
     """Plays a localmesh LLM script in process (``emulator.llm.ScriptPlayer``)."""
 
-    def __init__(self, player: Any) -> None:
+    def __init__(self, player: ScriptPlayer) -> None:
         self.player = player
 
     async def create(self, body: dict[str, Any], *, conversation: str) -> dict[str, Any]:
@@ -194,8 +199,7 @@ class ResponsesAdapter:
         if not self._bind_token:
             return self
         assert isinstance(self.transport, HttpTransport)
-        bound = ResponsesAdapter.__new__(ResponsesAdapter)
-        bound.__dict__.update(self.__dict__)
+        bound = copy.copy(self)
         bound.transport = self.transport.with_api_key(token)
         bound._bind_token = False
         return bound

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from worker.error_codes import NOT_FOUND
 from worker.errors import RoomError
 from worker.tools import StorageToolkit, Tool, Toolkit
 
@@ -41,7 +42,7 @@ class RequiredToolkit:
     async def resolve(self, room: RoomClient) -> Toolkit:
         listing = await room.list_toolkits()
         if self.name not in listing:
-            raise RoomError(f"the room has no toolkit named {self.name!r}", 1003)
+            raise RoomError(f"the room has no toolkit named {self.name!r}", NOT_FOUND)
         return remote_toolkit(room, self.name, listing[self.name], self.tools)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from worker.backoff import Backoff
 from worker.connection import (
+    ChunkStream,
     Connection,
     EventHandler,
     HandshakeRefused,
@@ -25,9 +26,10 @@ from worker.connection import (
     SessionInfo,
     raise_for_error,
 )
-from worker.errors import UNEXPECTED_RESPONSE_TYPE, ConnectionLost, RoomClosed, RoomError
+from worker.error_codes import UNEXPECTED_RESPONSE_TYPE
+from worker.errors import ConnectionLost, RoomClosed, RoomError
 from worker.storage_client import StorageClient
-from worker.wire import Content, as_content, control_open
+from worker.wire import Content, as_content, control_close, control_open
 
 logger = logging.getLogger("localmesh.worker.room")
 
@@ -334,7 +336,7 @@ class ToolStream:
         connection: Connection,
         tool_call_id: str,
         reply: asyncio.Future[Content],
-        chunks: Any,
+        chunks: ChunkStream,
     ) -> None:
         self._connection = connection
         self.tool_call_id = tool_call_id
@@ -363,7 +365,7 @@ class ToolStream:
     async def close_input(self) -> None:
         if not self._input_closed:
             self._input_closed = True
-            await self.send(Content({"type": "control", "method": "close", "status_code": 1000}))
+            await self.send(control_close())
 
     async def opened(self) -> None:
         """Wait for the server's reply; it must be ``control open`` (an error raises)."""
@@ -414,6 +416,8 @@ class QueuesClient:
         """
 
         def put_back(content: Content) -> None:
+            if content.type not in ("json", "text"):
+                return  # empty (the long poll expired) or an error: nothing was taken
             message = _queue_message(content)
             if message is not None:
                 logger.info("returning a message received after cancellation to %r", name)
@@ -448,7 +452,8 @@ def _queue_message(content: Content) -> Any:
         return content.header.get("text")
     if content.type == "empty":
         return None
-    raise RoomError(f"unexpected return type from queues.receive: {content.type}", 1100)
+    raise RoomError(f"unexpected return type from queues.receive: {content.type}",
+                    UNEXPECTED_RESPONSE_TYPE)
 
 
 class DeveloperClient:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import mimetypes
 import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from worker.errors import UNEXPECTED_RESPONSE_TYPE, RoomError
-from worker.wire import binary_content
+from worker.error_codes import UNEXPECTED_RESPONSE_TYPE
+from worker.errors import RoomError
+from worker.wire import binary_content, guess_mime_type
 
 if TYPE_CHECKING:
     from worker.room import RoomClient, ToolStream
@@ -48,10 +48,6 @@ class DownloadedFile:
     @property
     def text(self) -> str:
         return self.data.decode("utf-8", errors="replace")
-
-
-def guess_mime_type(name: str) -> str:
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def _protocol_error(message: str) -> RoomError:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from worker.error_codes import STORAGE_ALREADY_EXISTS
 from worker.errors import RoomError
 
 if TYPE_CHECKING:
@@ -388,7 +389,7 @@ class StorageToolkit(Toolkit):
         if response.status_code >= 400:
             raise ToolError(f"fetching {url} failed with HTTP {response.status_code}")
         if not overwrite and await self.room.storage.exists(target):
-            raise RoomError(f"a file already exists at {target}", 3005)
+            raise RoomError(f"a file already exists at {target}", STORAGE_ALREADY_EXISTS)
         await self.room.storage.upload(
             target, response.content, overwrite=overwrite,
             mime_type=response.headers.get("content-type", "").split(";")[0] or None,

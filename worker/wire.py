@@ -12,7 +12,7 @@ A *content* is an envelope whose JSON header has a ``type`` key (json, text, err
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import mimetypes
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,8 +204,9 @@ def binary_content(headers: dict[str, Any], payload: bytes = b"") -> Content:
     return Content({"type": "binary", "headers": headers}, payload)
 
 
-def file_content(name: str, mime_type: str, data: bytes) -> Content:
-    return Content({"type": "file", "name": name, "mime_type": mime_type}, data)
+def guess_mime_type(name: str) -> str:
+    """The mime type of a file whose sender named none; both ends default the same way."""
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def control_open() -> Content:
@@ -246,8 +247,3 @@ def as_content(value: Any) -> Content:
     if isinstance(value, str):
         return text_content(value)
     return json_content(value)
-
-
-def iter_chunks(data: bytes, size: int) -> Iterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start : start + size]

@@ -17,21 +17,12 @@ from .player import Reply
 from .script import loads_script
 from .transport import answer_http
 
+# Takes the request's Authorization header value (None when it has none).
 Authenticate = Callable[[str | None], Awaitable[str | None]]
 ROOM_HEADER = "x-localmesh-room"
 DEFAULT_ROOM = "default"
 RESPONSES_PATH = "/openai/v1/responses"
 ADMIN_PREFIX = "/_localmesh/llm/rooms/{room}"
-
-
-def _bearer(headers: Mapping[str, str]) -> str | None:
-    value = headers.get("authorization")
-    if value is None:
-        return None
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
 
 
 def _openai_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -55,19 +46,20 @@ class _DroppedResponse(Response):
 def create_llm_router(hub: LLMHub, authenticate: Authenticate) -> APIRouter:
     """Serve ``hub`` at ``/openai/v1/responses`` and ``/_localmesh/llm/...``.
 
-    ``authenticate(bearer_token_or_None)`` returns the token's room, or ``None`` for the local
-    API key (the room then comes from the ``X-Localmesh-Room`` header, else ``"default"``), and
-    raises ``AuthError`` for a refused token. The admin API requires the local API key.
+    ``authenticate(authorization_header_or_None)`` returns the bearer token's room, or ``None``
+    for the local API key (the room then comes from the ``X-Localmesh-Room`` header, else
+    ``"default"``), and raises ``AuthError`` for a refused token. The admin API requires the
+    local API key.
     """
     router = APIRouter()
 
     async def room_of(headers: Mapping[str, str]) -> str:
-        room = await authenticate(_bearer(headers))
+        room = await authenticate(headers.get("authorization"))
         return room if room is not None else headers.get(ROOM_HEADER) or DEFAULT_ROOM
 
     async def admin_denied(request: Request) -> JSONResponse | None:
         try:
-            room = await authenticate(_bearer(request.headers))
+            room = await authenticate(request.headers.get("authorization"))
         except AuthError as error:
             return _openai_error(401, str(error))
         if room is not None:

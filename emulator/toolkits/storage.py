@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,7 +9,14 @@ from emulator.calls import Call, Handler
 from emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
 from emulator.paths import basename
 from emulator.storage import Storage, canonical, canonical_file
-from worker.wire import Content, binary_content, control_close, empty_content, json_content
+from worker.wire import (
+    Content,
+    binary_content,
+    control_close,
+    empty_content,
+    guess_mime_type,
+    json_content,
+)
 
 PULL_CHUNK_SIZE = 65536
 MAX_DOWNLOAD_CHUNK = 1024 * 1024
@@ -117,7 +123,7 @@ class StorageToolkit:
         # Legacy path grants never grant presign, so a readable path may be presigned too.
         if grant is None or not (grant.allows("presign", path) or grant.allows("read", path)):
             _check(call, "presign", path)
-        await self._storage.read(call.room, path)  # a URL to nothing helps nobody
+        await self._storage.require_file(call.room, path)  # a URL to nothing helps nobody
         return json_content({"url": self._download_url(call, path)})
 
     # ------------------------------------------------------------ streams
@@ -132,9 +138,7 @@ class StorageToolkit:
                 raise RoomError(INVALID_REQUEST, f"upload size must be a whole number, not {size!r}")
             _check(call, "write", path)
             await self._storage.check_writable(call.room, path, overwrite)
-            mime_type = start.get("mime_type") or (
-                mimetypes.guess_type(basename(path))[0] or "application/octet-stream"
-            )
+            mime_type = start.get("mime_type") or guess_mime_type(basename(path))
             await call.open_stream()
             data = await self._pull(call, size)
             await self._storage.write(call.room, path, data, mime_type, overwrite=overwrite)

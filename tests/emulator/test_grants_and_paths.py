@@ -17,6 +17,7 @@ from emulator.auth import (
     QueuesGrant,
     StorageGrant,
     TokenVerifier,
+    bearer_token,
     full_api_scope,
     mint_token,
 )
@@ -149,3 +150,17 @@ def test_verifier(key):
                                    name="n"))
     with pytest.raises(ValueError):
         mint_token(key, room="r", name="n", role="admin")
+
+
+@pytest.mark.parametrize(("header", "token"), [
+    ("Bearer abc", "abc"),
+    ("bearer  abc ", "abc"),
+    ("BEARER abc", "abc"),
+    ("Bearer ", None),
+    ("Bearer", None),
+    ("Basic abc", None),
+    ("", None),
+    (None, None),
+])
+def test_bearer_token(header, token):
+    assert bearer_token(header) == token

@@ -50,6 +50,24 @@ async def test_a_receive_cancelled_mid_poll_puts_a_late_message_back(connect) ->
     assert await asyncio.wait_for(room.queues.receive("jobs"), 5) == {"late": True}
 
 
+async def test_a_failing_orphan_handler_does_not_end_the_connection(connect) -> None:
+    room = await connect("canceller")
+    connection = await room.connection()
+
+    def broken_handler(content) -> None:
+        raise RuntimeError("a bug in the handler")
+
+    poll = asyncio.create_task(room.invoke(
+        "queues", "receive", {"name": "jobs", "wait": True}, on_orphan=broken_handler
+    ))
+    await room.queues.list()  # the long poll is pending on the server
+    poll.cancel()
+    await room.queues.send("jobs", {"late": True})  # handed to the abandoned poll
+    await room.queues.list()  # a round trip: the orphaned reply has been read
+    assert connection.is_open
+    assert room.reconnects == 0
+
+
 async def test_a_server_close_is_final(server, room_name) -> None:
     client = RoomClient(server.url, room_name, server.mint_token(room=room_name, name="x"))
     async with client:
