@@ -8,7 +8,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
-from emulator.auth import AuthError, bearer_token
+from emulator.auth import SDK_VERSION, AuthError, bearer_token
 from emulator.errors import STORAGE_NOT_FOUND, RoomError
 from emulator.llm import create_llm_router
 from emulator.paths import basename
@@ -18,8 +18,6 @@ from emulator.storage import canonical_file
 from worker.wire import guess_mime_type
 
 logger = logging.getLogger("localmesh.app")
-
-SDK_VERSION = "0.56.0"
 
 
 def _room_url(base_url: str, room: str) -> str:

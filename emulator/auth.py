@@ -15,7 +15,8 @@ from typing import Any
 
 import jwt
 
-TOKEN_VERSION = "0.56.0"
+# The MeshAgent SDK version localmesh speaks for (tokens carry it; the CLI asks for it).
+SDK_VERSION = "0.56.0"
 ROLES = ("user", "agent", "tool")
 
 
@@ -227,7 +228,7 @@ def mint_token(
             {"name": "role", "scope": role},
             {"name": "api", "scope": full_api_scope() if api is None else api},
         ],
-        "version": TOKEN_VERSION,
+        "version": SDK_VERSION,
         "kid": key.key_id,
         "sub": key.project_id,
     }

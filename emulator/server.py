@@ -81,13 +81,6 @@ class RoomServer:
             await self._state.close()
             self._state = None
 
-    async def serve_forever(self) -> None:
-        """Run until cancelled (or ``stop``)."""
-        if self._main_loop is None:
-            await self.start()
-        assert self._main_loop is not None
-        await asyncio.shield(self._main_loop)
-
     async def __aenter__(self) -> RoomServer:
         await self.start()
         return self
