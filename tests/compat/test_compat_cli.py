@@ -117,3 +117,35 @@ async def test_cli_with_a_bad_key_fails(server, home):
     assert code != 0 or "401" in output, output
     async with sdk_client(server, ROOM, sdk_token(server, room=ROOM)) as room:
         assert await room.queues.list() == []
+
+
+async def test_real_worker_join_runs_the_quickstart_against_the_emulator(server, home):
+    """The docs' quickstart with the real CLI: `meshagent worker join` with the env from
+    `localmesh env` (no token: it mints its own from the API key) saves the demo's poem."""
+    from emulator.llm import load_demo_script
+
+    server.long_poll_window = 0.5
+    env = _cli_env(server, home, token=None)
+    env.pop("MESHAGENT_ROOM")
+    worker = await asyncio.create_subprocess_exec(
+        MESHAGENT, "worker", "join", "--room", ROOM, "--agent-name", "poet", "--queue", "tasks",
+        "--storage", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with sdk_client(server, ROOM, sdk_token(server, room=ROOM)) as room:
+            saved = asyncio.Event()
+            room.storage.on("file.updated", lambda **event: saved.set())
+            async with asyncio.timeout(CLI_TIMEOUT):
+                await server.state.queues.until_waiting(ROOM, "tasks")  # the worker is polling
+                await room.queues.send(name="tasks", message={"prompt": "save a poem about ai to poem.txt"})
+                await saved.wait()
+            poem = (await room.storage.download(path="poem.txt")).data.decode()
+        assert poem == load_demo_script().rules[0].answer.calls[0].arguments["text"]
+        (entry, *_) = server.llm.transcript(ROOM)
+        # the real CLI bundles the storage tools in its own namespace; the demo call has none
+        assert [tool["name"] for tool in entry.request["tools"]] == ["thread_toolkit"]
+    finally:
+        worker.terminate()
+        async with asyncio.timeout(CLI_TIMEOUT):
+            output, _ = await worker.communicate()
+    assert "Worker connected" in output.decode(errors="replace")

@@ -273,7 +273,9 @@ def test_parse_script_takes_loaded_data_and_coerce_takes_anything(tmp_path: Path
 def test_the_demo_script_calls_the_real_write_file_tool_with_valid_arguments() -> None:
     demo = load_demo_script()
     call = demo.rules[0].answer.calls[0]
-    assert (call.namespace, call.name) == ("storage", "write_file")
+    # No namespace, so it resolves whether the tools come as "storage" (the SDK's StorageToolkit)
+    # or "thread_toolkit" (the real `meshagent worker join`).
+    assert (call.namespace, call.name) == (None, "write_file")
     # The arguments must satisfy the real StorageToolkit tool's own input schema.
     jsonschema.validate(dict(call.arguments), WriteFileTool(mounts=[]).input_schema)
     assert call.arguments["path"] == "poem.txt" and call.arguments["overwrite"] is True
