@@ -83,7 +83,11 @@ def join(
     queue: Queue,
     agent_name: Annotated[str, typer.Option("--agent-name", help="the worker's name")] = "worker",
     require_storage: Annotated[
-        bool, typer.Option("--require-storage", help="give the LLM the storage tools")
+        bool,
+        typer.Option(
+            "--require-storage", "--storage",
+            help="give the LLM the storage tools (--storage: the meshagent CLI's spelling)",
+        ),
     ] = False,
     room_rules: Annotated[
         list[str] | None,

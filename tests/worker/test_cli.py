@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -84,13 +85,14 @@ async def test_storage_put_ls_cat(server, tmp_path) -> None:
     assert cat.output == "hello room"
 
 
-async def test_worker_join_processes_the_queue_until_idle(server) -> None:
+@pytest.mark.parametrize("storage_flag", ["--require-storage", "--storage"])
+async def test_worker_join_processes_the_queue_until_idle(server, storage_flag: str) -> None:
     env = env_for(server)
     for _ in range(2):
         await invoke(room_app, ["queue", "send", "--room", ROOM, "--queue", "tasks",
                                 "--json", '{"prompt": "write the report"}'], env)
     result = await invoke(worker_app, [
-        "join", "--room", ROOM, "--agent-name", "w", "--queue", "tasks", "--require-storage",
+        "join", "--room", ROOM, "--agent-name", "w", "--queue", "tasks", storage_flag,
         "--room-rules", "agents/worker/rules.txt", "--rule", "Save results to storage.",
         "--llm-script", str(SCRIPT), "--until-idle",
     ], env)
