@@ -63,10 +63,17 @@ class RoomServer:
         self._uvicorn = uvicorn.Server(config)
         self._uvicorn.lifespan = config.lifespan_class(config)
         # startup + main_loop rather than serve(): serve() takes over the process's signals.
-        await self._uvicorn.startup()
-        if not self._uvicorn.started:
+        try:
+            # uvicorn exits the process (SystemExit) when it cannot bind; turn that into an error
+            # the caller can handle, and close the store so no thread keeps the process alive.
+            await self._uvicorn.startup()
+            listening = self._uvicorn.started
+        except SystemExit:
+            listening = False
+        if not listening:
             await self._state.close()
-            raise OSError(f"localmesh could not listen on {self.host}:{self.port}")
+            self._state = None
+            raise OSError(f"could not listen on {self.host}:{self.port} (is it in use?)")
         self.port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
         self._state.public_url = self.url
         self._main_loop = asyncio.create_task(self._uvicorn.main_loop())

@@ -36,3 +36,4 @@ def test_faults_for_ever_until_cleared():
     assert faults.take("r", "queues", "send") is None
     with pytest.raises(ValueError, match="at least 1"):
         faults.fail("queues", "send", times=0)
+
