@@ -68,18 +68,20 @@ class Queues:
         if not waiters:
             return
         async with self._lock(key):
-            while waiters:
-                if waiters[0].done():  # cancelled or timed out
-                    waiters.popleft()
-                    continue
+            while True:
+                # Receivers remove themselves (in their own task) when they give up, so pick
+                # the first live one afresh each time and never assume it is still in line.
+                waiter = next((w for w in waiters if not w.done()), None)
+                if waiter is None:
+                    return
                 popped = await self._store.pop(*key)
                 if popped is None:
                     return
-                waiter = waiters.popleft()
                 if waiter.done():  # gave up while we were popping: keep the message in line
                     await self._store.put_back(*key, *popped)
                     continue
                 waiter.set_result(popped)
+                waiters.remove(waiter)
 
     async def receive(
         self, room: str, name: str, *, create: bool = True, wait: bool = True,
@@ -105,6 +107,9 @@ class Queues:
                 _, body = await waiter
             return json.loads(body)
         except TimeoutError:
+            # The window can close between a hand-off and our wake-up: the message is ours.
+            if waiter.done() and not waiter.cancelled():
+                return json.loads(waiter.result()[1])
             return None
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
