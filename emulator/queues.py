@@ -88,6 +88,15 @@ class Queues:
         window: float | None = None,
     ) -> Any | None:
         """Pop the head message; with ``wait``, wait for one up to the long-poll window."""
+        taken = await self.take(room, name, create=create, wait=wait, window=window)
+        return None if taken is None else json.loads(taken[1])
+
+    async def take(
+        self, room: str, name: str, *, create: bool = True, wait: bool = True,
+        window: float | None = None,
+    ) -> tuple[int, str] | None:
+        """Like ``receive``, but the raw ``(id, body)``, so a caller that fails to deliver
+        it can ``put_back_soon`` and the message keeps its place in line."""
         key = await self._require(room, name, create)
         waiters = self._waiters.setdefault(key, deque())
         async with self._lock(key):
@@ -95,7 +104,7 @@ class Queues:
             if not any(not w.done() for w in waiters):
                 popped = await self._store.pop(room, name)
                 if popped is not None:
-                    return json.loads(popped[1])
+                    return popped
             if not wait:
                 return None
             waiter: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
@@ -104,23 +113,25 @@ class Queues:
             self._waiter_added = asyncio.Event()
         try:
             async with asyncio.timeout(self.long_poll_window if window is None else window):
-                _, body = await waiter
-            return json.loads(body)
+                return await waiter
         except TimeoutError:
             # The window can close between a hand-off and our wake-up: the message is ours.
             if waiter.done() and not waiter.cancelled():
-                return json.loads(waiter.result()[1])
+                return waiter.result()
             return None
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._put_back_later(key, waiter.result())
+                self.put_back_soon(room, name, waiter.result())
             raise
         finally:
             if waiter in waiters:
                 waiters.remove(waiter)
 
-    def _put_back_later(self, key: _QueueKey, popped: tuple[int, str]) -> None:
-        # We are being cancelled, so the put-back runs as its own task.
+    def put_back_soon(self, room: str, name: str, popped: tuple[int, str]) -> None:
+        """Return a taken message to its place, in a task of its own (callers are usually
+        being cancelled), then serve whoever waits for it."""
+        key = (room, name)
+
         async def put_back() -> None:
             await self._store.put_back(*key, *popped)
             await self._serve_waiters(key)

@@ -207,6 +207,17 @@ class Session:
 
     async def _run_call(self, call: Call) -> None:
         try:
+            error = await self._call(call)
+            if error is not None:
+                await self._reply_error(call, error)
+        except (WebSocketDisconnect, OSError):
+            pass  # the connection is gone; the read loop ends the session
+        finally:
+            self._streams.pop(call.tool_call_id, None)
+
+    async def _call(self, call: Call) -> Content | None:
+        """Run the call's handler. Returns the error to answer with, or None once answered."""
+        try:
             handler = self._tools(call.toolkit, call.tool)
             if handler is None:
                 raise RoomError(
@@ -223,20 +234,19 @@ class Session:
             result = await handler(call)
             if result is not None:
                 await self.reply(call.message_id, result)
+            return None
         except RoomError as error:
-            await self._reply_error(call, error_content(error.message, error.code))
-        except (asyncio.CancelledError, WebSocketDisconnect, ConnectionError):
-            raise
-        except TimeoutError:
-            await self._reply_error(call, error_content(
+            return error_content(error.message, error.code)
+        except TimeoutError:  # before OSError, its base class: a stalled stream, not a lost socket
+            return error_content(
                 f"{call.toolkit}.{call.tool} timed out waiting for the client's stream",
-                OPERATION_FAILED))
+                OPERATION_FAILED)
+        except (asyncio.CancelledError, WebSocketDisconnect, OSError):
+            raise
         except Exception as error:  # a bug of ours: answer, log, keep the session alive
             logger.exception("room %s: %s.%s failed", self.room, call.toolkit, call.tool)
-            await self._reply_error(call, error_content(
-                f"localmesh failed to run {call.toolkit}.{call.tool}: {error}", OPERATION_FAILED))
-        finally:
-            self._streams.pop(call.tool_call_id, None)
+            return error_content(
+                f"localmesh failed to run {call.toolkit}.{call.tool}: {error}", OPERATION_FAILED)
 
     async def _reply_error(self, call: Call, content: Content) -> None:
         if call.opened:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from emulator.auth import QueuesGrant
@@ -81,12 +82,20 @@ class QueuesToolkit:
         name = _queue_name(args)
         if not _grant(call).can_receive(name):
             raise _deny(call, f"receive on queue {name!r}")
-        message = await self._queues.receive(
+        taken = await self._queues.take(
             call.room, name, create=_flag(args, "create", True), wait=_flag(args, "wait", True)
         )
-        if message is None:
+        if taken is None:
             return empty_content()
-        return text_content(message) if isinstance(message, str) else json_content(message)
+        message = json.loads(taken[1])
+        content = text_content(message) if isinstance(message, str) else json_content(message)
+        try:
+            await call.peer.reply(call.message_id, content)
+        except BaseException:
+            # The reply did not leave (the connection is gone): the receiver takes nothing.
+            self._queues.put_back_soon(call.room, name, taken)
+            raise
+        return None
 
     async def drain(self, call: Call) -> Content:
         name = _queue_name(call.json_arguments())

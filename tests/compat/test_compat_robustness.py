@@ -238,3 +238,24 @@ async def test_developer_log_is_recorded(server):
         (entry,) = server.developer_logs(ROOM)
         assert (entry.participant, entry.type, entry.data) == (
             "dev", "step", {"n": 1, "text": "ünïcode"})
+
+
+async def test_a_stream_the_client_abandons_gets_a_timeout_error_and_the_session_goes_on(
+    server, monkeypatch
+):
+    import emulator.toolkits.storage as storage_toolkit
+
+    monkeypatch.setattr(storage_toolkit, "CHUNK_TIMEOUT", 0.2)
+    async with RawRoom(server.room_url(ROOM), sdk_token(server, room=ROOM)) as raw:
+        # An upload opened as a stream, whose start chunk never comes.
+        reply = await raw.request("room.invoke_tool", {
+            "toolkit": "storage", "tool": "upload", "tool_call_id": "abandoned",
+            "arguments": {"type": "control", "method": "open"},
+        })
+        assert reply.type == "error", reply.header
+        assert reply.header["code"] == 1008
+        assert "timed out waiting for the client's stream" in reply.header["text"]
+        listed = await raw.request("room.invoke_tool", {
+            "toolkit": "queues", "tool": "list", "arguments": {"type": "json", "json": {}},
+        })
+        assert listed.header == {"type": "json", "json": {"queues": []}}

@@ -1,0 +1,53 @@
+"""A queue message whose reply cannot be written stays in the queue."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from emulator.auth import ApiGrant, Participant, full_api_scope
+from emulator.calls import Call
+from emulator.queues import Queues
+from emulator.store import Store
+from emulator.toolkits.queues import QueuesToolkit
+from worker.wire import Content, json_content
+
+
+class GonePeer:
+    """A session whose socket has just closed: every write fails."""
+
+    participant_id = "p1"
+    participant = Participant(
+        name="gone", room="r", role="agent", api=ApiGrant(full_api_scope()), project_id=None,
+        claims={},
+    )
+
+    async def reply(self, message_id: int, content: Content) -> None:
+        raise ConnectionError("the connection closed")
+
+    async def send(self, type: str, header: dict[str, Any], payload: bytes = b"") -> None:
+        raise ConnectionError("the connection closed")
+
+
+async def test_a_receive_whose_reply_fails_takes_nothing():
+    store = await Store.open(None)
+    queues = Queues(store)
+    try:
+        await queues.send("r", "q", {"n": 1})
+        await queues.send("r", "q", {"n": 2})
+        call = Call(
+            message_id=7, toolkit="queues", tool="receive",
+            arguments=json_content({"name": "q", "wait": False}),
+            tool_call_id="t", peer=GonePeer(), room="r",
+        )
+        with pytest.raises(ConnectionError):
+            await QueuesToolkit(queues).receive(call)
+        async with asyncio.timeout(5):
+            await queues.settle()
+        # Still first in line, ahead of the message sent after it.
+        assert await queues.receive("r", "q", wait=False) == {"n": 1}
+        assert await queues.receive("r", "q", wait=False) == {"n": 2}
+    finally:
+        await store.close()
