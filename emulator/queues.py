@@ -9,9 +9,11 @@ place, so a departed receiver takes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import deque
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from emulator.errors import QUEUE_NOT_FOUND, RoomError
 from emulator.store import Store
@@ -19,6 +21,7 @@ from emulator.store import Store
 DEFAULT_LONG_POLL_WINDOW = 20.0
 
 _QueueKey = tuple[str, str]
+_T = TypeVar("_T")
 
 
 class Queues:
@@ -28,7 +31,7 @@ class Queues:
         self._known: set[_QueueKey] = set()
         self._waiters: dict[_QueueKey, deque[asyncio.Future[tuple[int, str]]]] = {}
         self._locks: dict[_QueueKey, asyncio.Lock] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self._waiter_added = asyncio.Event()  # replaced each time it fires (test hook)
 
     async def load(self) -> None:
@@ -60,28 +63,42 @@ class Queues:
     async def send(self, room: str, name: str, message: Any, *, create: bool = True) -> None:
         """Commit ``message`` to the queue; return once it is on disk."""
         key = await self._require(room, name, create)
-        await self._store.append(room, name, json.dumps(message, ensure_ascii=False))
+        try:
+            await self._store.append(room, name, json.dumps(message, ensure_ascii=False))
+        except asyncio.CancelledError:
+            # The sender's session closed, but SQLite commits the row anyway: its waiters
+            # must still be served (the serve's pop runs after the append, in SQLite's order).
+            self._serve_soon(key)
+            raise
         await self._serve_waiters(key)
 
     async def _serve_waiters(self, key: _QueueKey) -> None:
-        waiters = self._waiters.get(key)
-        if not waiters:
+        lock = self._lock(key)
+        # A receiver holding the lock may have found the queue empty just before our message
+        # was committed, and be about to wait: wait for the lock, or it waits out its window.
+        if not self._waiters.get(key) and not lock.locked():
             return
-        async with self._lock(key):
-            while True:
-                # Receivers remove themselves (in their own task) when they give up, so pick
-                # the first live one afresh each time and never assume it is still in line.
-                waiter = next((w for w in waiters if not w.done()), None)
-                if waiter is None:
-                    return
-                popped = await self._store.pop(*key)
-                if popped is None:
-                    return
-                if waiter.done():  # gave up while we were popping: keep the message in line
-                    await self._store.put_back(*key, *popped)
-                    continue
-                waiter.set_result(popped)
-                waiters.remove(waiter)
+        try:
+            async with lock:
+                waiters = self._waiters.get(key)
+                while waiters:
+                    # Receivers remove themselves (in their own task) when they give up, so
+                    # pick the first live one afresh each time, never assume it is still there.
+                    waiter = next((w for w in waiters if not w.done()), None)
+                    if waiter is None:
+                        return
+                    popped = await self._pop_for(key)
+                    if popped is None:
+                        return
+                    if waiter.done():  # gave up while we were popping: keep it in line
+                        await self._store.put_back(*key, *popped)
+                        continue
+                    waiter.set_result(popped)
+                    waiters.remove(waiter)
+        except asyncio.CancelledError:
+            # The sender left (its session closed); the waiters are still owed the messages.
+            self._serve_soon(key)
+            raise
 
     async def receive(
         self, room: str, name: str, *, create: bool = True, wait: bool = True,
@@ -102,7 +119,7 @@ class Queues:
         async with self._lock(key):
             # Waiters only exist while the queue is empty, so skip the trip when there are some.
             if not any(not w.done() for w in waiters):
-                popped = await self._store.pop(room, name)
+                popped = await self._pop_for(key)
                 if popped is not None:
                     return popped
             if not wait:
@@ -127,6 +144,37 @@ class Queues:
             if waiter in waiters:
                 waiters.remove(waiter)
 
+    async def _pop_for(self, key: _QueueKey) -> tuple[int, str] | None:
+        """``store.pop`` for a receiver that may be cancelled (its session closing) meanwhile.
+
+        The DELETE runs in SQLite's thread whether or not anyone waits for it, so a cancelled
+        receiver puts the row back before it lets go of the queue's lock: it takes nothing,
+        and the message keeps its place in line.
+        """
+        pop = self._in_background(self._store.pop(*key))
+        try:
+            return await asyncio.shield(pop)
+        except asyncio.CancelledError:
+            async def restore() -> None:
+                popped = await pop
+                if popped is not None:
+                    await self._store.put_back(*key, *popped)
+                    self._serve_soon(key)  # once the lock is free: waiters may have come
+
+            with contextlib.suppress(asyncio.CancelledError):  # cancelled twice: it goes on alone
+                await asyncio.shield(self._in_background(restore()))
+            raise
+
+    def _serve_soon(self, key: _QueueKey) -> None:
+        self._in_background(self._serve_waiters(key))
+
+    def _in_background(self, coroutine: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """Run ``coroutine`` as a task of its own, which ``settle`` waits for."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
     def put_back_soon(self, room: str, name: str, popped: tuple[int, str]) -> None:
         """Return a taken message to its place, in a task of its own (callers are usually
         being cancelled), then serve whoever waits for it."""
@@ -136,9 +184,7 @@ class Queues:
             await self._store.put_back(*key, *popped)
             await self._serve_waiters(key)
 
-        task = asyncio.get_running_loop().create_task(put_back())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(put_back())
 
     def waiting(self, room: str, name: str) -> int:
         """How many receivers are long-polling ``name`` now."""
@@ -161,5 +207,7 @@ class Queues:
 
     async def settle(self) -> None:
         """Wait for put-backs still in flight (for shutdown and tests)."""
-        while self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        # Only the unfinished ones: a finished task leaves the set in a callback that has not
+        # run yet, and awaiting finished tasks does not yield, so that loop would never end.
+        while pending := {task for task in self._background if not task.done()}:
+            await asyncio.wait(pending)

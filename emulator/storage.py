@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +66,9 @@ class Storage:
     def __init__(self, store: Store, *, now: Callable[[], str] = utc_now) -> None:
         self._store = store
         self._now = now
+        # Each change checks, then acts, in several statements: one change per room at a time,
+        # or two moves onto one path collide in SQLite and two creates both "succeed".
+        self._changing: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def _is_folder(self, room: str, path: str) -> bool:
         return path == "" or await self._store.has_files_under(room, path)
@@ -104,8 +109,9 @@ class Storage:
     async def write(
         self, room: str, path: str, data: bytes, mime_type: str, *, overwrite: bool
     ) -> None:
-        await self.check_writable(room, path, overwrite)
-        await self._store.write_file(room, path, data, mime_type, self._now())
+        async with self._changing[room]:
+            await self.check_writable(room, path, overwrite)
+            await self._store.write_file(room, path, data, mime_type, self._now())
 
     async def require_file(self, room: str, path: str) -> FileRow:
         """The file at ``path`` (not its bytes); 3001 if there is no file there."""
@@ -121,6 +127,10 @@ class Storage:
         return found
 
     async def delete(self, room: str, path: str, *, recursive: bool) -> None:
+        async with self._changing[room]:
+            await self._delete(room, path, recursive=recursive)
+
+    async def _delete(self, room: str, path: str, *, recursive: bool) -> None:
         if await self._store.file(room, path) is not None:
             await self._store.delete_tree(room, path)  # a file has nothing below it
             return
@@ -133,6 +143,10 @@ class Storage:
         await self._store.delete_tree(room, path)
 
     async def move(self, room: str, source: str, destination: str, *, overwrite: bool) -> None:
+        async with self._changing[room]:
+            await self._move(room, source, destination, overwrite=overwrite)
+
+    async def _move(self, room: str, source: str, destination: str, *, overwrite: bool) -> None:
         if source == destination:
             return
         if not source or not destination:

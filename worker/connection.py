@@ -225,8 +225,15 @@ class Connection:
         on_orphan: OrphanHandler | None = None,
     ) -> Content:
         """Send a request and wait for its reply; an ``error`` reply raises ``RoomError``."""
-        future = await self.send_request(type, header, payload, on_orphan=on_orphan)
-        return raise_for_error(await future)
+        pending = _Pending(asyncio.get_running_loop().create_future(), on_orphan)
+        await self._write_whole(type, pack(header, payload), pending)
+        try:
+            return raise_for_error(await pending.future)
+        except asyncio.CancelledError:
+            # Cancelled after the reply was read but before we woke up to it: the reply
+            # (a queue message, say) goes to the orphan handler instead of vanishing.
+            _abandon(pending)
+            raise
 
     def open_stream(self, tool_call_id: str) -> ChunkStream:
         stream = ChunkStream(tool_call_id)
