@@ -158,8 +158,7 @@ class Queues:
             async def restore() -> None:
                 popped = await pop
                 if popped is not None:
-                    await self._store.put_back(*key, *popped)
-                    self._serve_soon(key)  # once the lock is free: waiters may have come
+                    await self._put_back(key, popped)
 
             with contextlib.suppress(asyncio.CancelledError):  # cancelled twice: it goes on alone
                 await asyncio.shield(self._in_background(restore()))
@@ -175,16 +174,15 @@ class Queues:
         task.add_done_callback(self._background.discard)
         return task
 
+    async def _put_back(self, key: _QueueKey, popped: tuple[int, str]) -> None:
+        """Return a taken message to its place, then serve whoever waits for it (once the
+        queue's lock is free: the caller may hold it)."""
+        await self._store.put_back(*key, *popped)
+        self._serve_soon(key)
+
     def put_back_soon(self, room: str, name: str, popped: tuple[int, str]) -> None:
-        """Return a taken message to its place, in a task of its own (callers are usually
-        being cancelled), then serve whoever waits for it."""
-        key = (room, name)
-
-        async def put_back() -> None:
-            await self._store.put_back(*key, *popped)
-            await self._serve_waiters(key)
-
-        self._in_background(put_back())
+        """``_put_back`` in a task of its own: callers are usually being cancelled."""
+        self._in_background(self._put_back((room, name), popped))
 
     def waiting(self, room: str, name: str) -> int:
         """How many receivers are long-polling ``name`` now."""
