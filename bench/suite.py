@@ -31,7 +31,7 @@ from typing import Any
 from meshagent.api import RoomClient
 from meshagent.api.websocket_protocol import WebSocketClientProtocol
 
-from emulator import RoomServer
+from localmesh.emulator import RoomServer
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"

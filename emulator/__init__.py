@@ -1,5 +1,5 @@
 """localmesh's room emulator: a local MeshAgent room server the real SDK accepts."""
 
-from emulator.server import RoomServer
+from localmesh.emulator.server import RoomServer
 
 __all__ = ["RoomServer"]

@@ -8,14 +8,14 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
-from emulator.auth import SDK_VERSION, AuthError, bearer_token
-from emulator.errors import STORAGE_NOT_FOUND, RoomError
-from emulator.llm import create_llm_router
-from emulator.paths import basename
-from emulator.session import Session
-from emulator.state import EmulatorState
-from emulator.storage import canonical_file
-from worker.wire import guess_mime_type
+from localmesh.emulator.errors import STORAGE_NOT_FOUND, RoomError
+from localmesh.emulator.llm import create_llm_router
+from localmesh.emulator.paths import basename
+from localmesh.emulator.session import Session
+from localmesh.emulator.state import EmulatorState
+from localmesh.emulator.storage import canonical_file
+from localmesh.protocol.tokens import SDK_VERSION, AuthError, bearer_token
+from localmesh.protocol.wire import guess_mime_type
 
 logger = logging.getLogger("localmesh.app")
 

@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from emulator.errors import INVALID_REQUEST, RoomError
-from worker.wire import Content, control_open
+from localmesh.emulator.errors import INVALID_REQUEST, RoomError
+from localmesh.protocol.wire import Content, control_open
 
 if TYPE_CHECKING:
-    from emulator.auth import Participant
+    from localmesh.protocol.tokens import Participant
 
 
 class CallPeer(Protocol):

@@ -1,9 +1,8 @@
-"""The ``localmesh`` command: ``serve``, ``env``, ``token``, plus the worker and room commands."""
+"""The emulator's commands: ``localmesh serve``, ``env`` and ``token`` (mounted by ``localmesh/cli.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shlex
 import signal
 from pathlib import Path
@@ -11,11 +10,11 @@ from typing import Annotated
 
 import typer
 
-from emulator.auth import ROLES, mint_token
-from emulator.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, local_project_key
-from emulator.llm import ScriptError
-from emulator.queues import DEFAULT_LONG_POLL_WINDOW
-from emulator.server import RoomServer, environment
+from localmesh.emulator.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, local_project_key
+from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
+from localmesh.emulator.server import RoomServer, environment
+from localmesh.protocol.tokens import ROLES, mint_token
+from localmesh.scripted_llm import ScriptError
 
 app = typer.Typer(
     help="localmesh: a local, offline MeshAgent room, its Worker and test harness.",
@@ -101,19 +100,3 @@ def token(
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
     key = asyncio.run(local_project_key(data_dir))
     typer.echo(mint_token(key, room=room, name=name, role=role))
-
-
-def _mount_client_commands() -> None:
-    # The worker and room commands live with the Worker SDK; mount them if it provides them.
-    with contextlib.suppress(ImportError):
-        from worker.cli import room_app, worker_app
-
-        app.add_typer(worker_app, name="worker")
-        app.add_typer(room_app, name="room")
-
-
-_mount_client_commands()
-
-
-def main() -> None:
-    app()

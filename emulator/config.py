@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from emulator.auth import ApiKey
-from emulator.project import load_or_create_keys
-from emulator.store import Store
+from localmesh.emulator.project import load_or_create_keys
+from localmesh.emulator.store import Store
+from localmesh.protocol.tokens import ApiKey
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

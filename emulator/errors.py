@@ -5,7 +5,7 @@ The codes are defined once, in ``worker.error_codes``, and re-exported here for 
 
 from __future__ import annotations
 
-from worker.error_codes import (
+from localmesh.protocol.error_codes import (
     ALREADY_EXISTS,
     CONFLICT,
     INVALID_REQUEST,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emulator.calls import Call, Handler
-from emulator.errors import OPERATION_FAILED, RoomError
+from localmesh.emulator.calls import Call, Handler
+from localmesh.emulator.errors import OPERATION_FAILED, RoomError
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from emulator.auth import ApiKey
-from emulator.store import Store
+from localmesh.emulator.store import Store
+from localmesh.protocol.tokens import ApiKey
 
 
 async def load_or_create_keys(store: Store) -> list[ApiKey]:

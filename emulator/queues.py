@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from emulator.errors import QUEUE_NOT_FOUND, RoomError
-from emulator.store import Store
+from localmesh.emulator.errors import QUEUE_NOT_FOUND, RoomError
+from localmesh.emulator.store import Store
 
 DEFAULT_LONG_POLL_WINDOW = 20.0
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emulator.session import Session
+    from localmesh.emulator.session import Session
 
 logger = logging.getLogger("localmesh.rooms")
 

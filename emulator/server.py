@@ -13,11 +13,11 @@ from typing import Any
 
 import uvicorn
 
-from emulator.app import create_app
-from emulator.faults import Faults
-from emulator.llm import LLMHub
-from emulator.queues import DEFAULT_LONG_POLL_WINDOW
-from emulator.state import DEFAULT_MAX_MESSAGE_BYTES, EmulatorState, Settings
+from localmesh.emulator.app import create_app
+from localmesh.emulator.faults import Faults
+from localmesh.emulator.llm import LLMHub
+from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
+from localmesh.emulator.state import DEFAULT_MAX_MESSAGE_BYTES, EmulatorState, Settings
 
 
 class RoomServer:

@@ -16,10 +16,10 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from emulator.auth import Participant
-from emulator.calls import Call, Handler
-from emulator.errors import INVALID_REQUEST, OPERATION_FAILED, PERMISSION_DENIED, RoomError
-from worker.wire import (
+from localmesh.emulator.calls import Call, Handler
+from localmesh.emulator.errors import INVALID_REQUEST, OPERATION_FAILED, PERMISSION_DENIED, RoomError
+from localmesh.protocol.tokens import Participant
+from localmesh.protocol.wire import (
     Content,
     MessageTooLarge,
     PacketAssembler,

@@ -10,19 +10,20 @@ from urllib.parse import quote
 
 import jwt
 
-from emulator.auth import ApiKey, AuthError, Participant, TokenVerifier, bearer_token, mint_token
-from emulator.calls import Call, Handler
-from emulator.faults import Faults
-from emulator.llm import AuthError as LLMAuthError
-from emulator.llm import LLMHub, load_script
-from emulator.project import load_or_create_keys
-from emulator.queues import DEFAULT_LONG_POLL_WINDOW, Queues
-from emulator.rooms import Rooms
-from emulator.storage import Storage
-from emulator.store import Store
-from emulator.toolkits.queues import QueuesToolkit
-from emulator.toolkits.room import DeveloperToolkit, MessagingToolkit
-from emulator.toolkits.storage import StorageToolkit
+from localmesh.emulator.calls import Call, Handler
+from localmesh.emulator.faults import Faults
+from localmesh.emulator.llm import LLMHub
+from localmesh.emulator.project import load_or_create_keys
+from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW, Queues
+from localmesh.emulator.rooms import Rooms
+from localmesh.emulator.storage import Storage
+from localmesh.emulator.store import Store
+from localmesh.emulator.toolkits.queues import QueuesToolkit
+from localmesh.emulator.toolkits.room import DeveloperToolkit, MessagingToolkit
+from localmesh.emulator.toolkits.storage import StorageToolkit
+from localmesh.protocol.tokens import ApiKey, AuthError, Participant, TokenVerifier, bearer_token, mint_token
+from localmesh.scripted_llm import AuthError as LLMAuthError
+from localmesh.scripted_llm import load_script
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DOWNLOAD_URL_LIFETIME = timedelta(hours=1)

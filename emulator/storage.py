@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from emulator.errors import (
+from localmesh.emulator.errors import (
     STORAGE_ALREADY_EXISTS,
     STORAGE_INVALID_PATH,
     STORAGE_NOT_FOUND,
     STORAGE_RECURSIVE_REQUIRED,
     RoomError,
 )
-from emulator.paths import InvalidPath, basename, normalize_path, parent_of
-from emulator.store import FileRow, Store
+from localmesh.emulator.paths import InvalidPath, basename, normalize_path, parent_of
+from localmesh.emulator.store import FileRow, Store
 
 
 def utc_now() -> str:

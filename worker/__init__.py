@@ -1,25 +1,26 @@
 """localmesh's Worker SDK: a room client, a queue Worker, tools and LLM adapters.
 
-    from worker import RoomClient, Worker, RequiredStorage, ScriptedLLMAdapter
+    from localmesh.worker import RoomClient, Worker, RequiredStorage, OpenAIResponsesAdapter
+
+It stands on ``localmesh.protocol`` only: it never imports the emulator. A scripted LLM played in
+process comes from the harness (``localmesh.fixtures.llm.ScriptedLLMAdapter``).
 """
 
-from worker.agent import Worker, WorkerStats
-from worker.backoff import Backoff
-from worker.context import ChatContext
-from worker.errors import ConnectionLost, RoomClosed, RoomError
-from worker.llm import (
+from localmesh.worker.agent import Worker, WorkerStats
+from localmesh.worker.backoff import Backoff
+from localmesh.worker.context import ChatContext
+from localmesh.worker.errors import ConnectionLost, RoomClosed, RoomError
+from localmesh.worker.llm import (
     HttpTransport,
     LLMError,
     OpenAIResponsesAdapter,
     ResponsesAdapter,
-    ScriptedLLMAdapter,
-    ScriptTransport,
 )
-from worker.requirements import RequiredStorage, RequiredToolkit
-from worker.room import QueueInfo, RoomClient
-from worker.storage_client import DownloadedFile, StorageEntry
-from worker.tool_results import ToolResponseAdapter
-from worker.tools import FileResult, StorageToolkit, Tool, ToolError, Toolkit, tool
+from localmesh.worker.requirements import RequiredStorage, RequiredToolkit
+from localmesh.worker.room import QueueInfo, RoomClient
+from localmesh.worker.storage_client import DownloadedFile, StorageEntry
+from localmesh.worker.tool_results import ToolResponseAdapter
+from localmesh.worker.tools import FileResult, StorageToolkit, Tool, ToolError, Toolkit, tool
 
 __all__ = [
     "Backoff",
@@ -37,8 +38,6 @@ __all__ = [
     "RoomClient",
     "RoomClosed",
     "RoomError",
-    "ScriptTransport",
-    "ScriptedLLMAdapter",
     "StorageEntry",
     "StorageToolkit",
     "Tool",

@@ -18,14 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from worker.backoff import Backoff
-from worker.context import ChatContext
-from worker.errors import RoomClosed
-from worker.llm import ResponsesAdapter
-from worker.requirements import Requirement
-from worker.room import RoomClient
-from worker.tool_results import ToolResponseAdapter
-from worker.tools import Toolkit
+from localmesh.worker.backoff import Backoff
+from localmesh.worker.context import ChatContext
+from localmesh.worker.errors import RoomClosed
+from localmesh.worker.llm import ResponsesAdapter
+from localmesh.worker.requirements import Requirement
+from localmesh.worker.room import RoomClient
+from localmesh.worker.tool_results import ToolResponseAdapter
+from localmesh.worker.tools import Toolkit
 
 logger = logging.getLogger("localmesh.worker")
 

@@ -1,8 +1,9 @@
 """``localmesh worker ...`` and ``localmesh room ...``: thin commands over the Python API.
 
-The root CLI (``emulator/cli.py``) mounts ``worker_app`` and ``room_app``. Each command
-finds the server (options, then ``MESHAGENT_API_URL``/``MESHAGENT_API_KEY``, then a local
-``localmesh serve``), mints its own participant token, and calls ``worker``'s API.
+The root CLI (``localmesh/cli.py``) mounts ``worker_app`` and ``room_app`` and fills in
+``plugins``: how to find a local server's key, and how to play an LLM script in process. Each
+command finds the server (options, then ``MESHAGENT_API_URL``/``MESHAGENT_API_KEY``, then a
+local ``localmesh serve``), mints its own participant token, and calls ``worker``'s API.
 """
 
 from __future__ import annotations
@@ -11,16 +12,36 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from worker.config import ConfigError, ServerTarget, participant_token, resolve_target
-from worker.errors import RoomError
-from worker.join import JoinOptions, run_join
-from worker.room import RoomClient
-from worker.spec import DEFAULT_IMAGE, dump_spec, worker_service_spec
+from localmesh.worker.config import (
+    ConfigError,
+    LocalKey,
+    ServerTarget,
+    participant_token,
+    resolve_target,
+)
+from localmesh.worker.errors import RoomError
+from localmesh.worker.join import JoinOptions, run_join
+from localmesh.worker.llm import ResponsesAdapter
+from localmesh.worker.room import RoomClient
+from localmesh.worker.spec import DEFAULT_IMAGE, dump_spec, worker_service_spec
+
+
+@dataclass
+class Plugins:
+    """What the layer above plugs into these commands (the Worker SDK knows neither)."""
+
+    local_key: LocalKey | None = None
+    # (script path, model) -> an adapter that plays the script in process
+    scripted_adapter: Callable[[Path, str | None], ResponsesAdapter] | None = None
+
+
+plugins = Plugins()
 
 worker_app = typer.Typer(help="Run a queue worker agent in a room.", no_args_is_help=True)
 room_app = typer.Typer(help="Operate within a room: queues and storage.", no_args_is_help=True)
@@ -51,7 +72,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def _target(api_url: str | None, api_key: str | None) -> ServerTarget:
     try:
-        return resolve_target(api_url, api_key)
+        return resolve_target(api_url, api_key, plugins.local_key)
     except ConfigError as error:
         raise _fail(str(error), 2) from None
 
@@ -111,9 +132,14 @@ def join(
 ) -> None:
     """Join a worker to ROOM that processes the messages of QUEUE until Ctrl-C."""
     target = _target(api_url, api_key)
+    adapter = None
+    if llm_script is not None:
+        if plugins.scripted_adapter is None:
+            raise _fail("--llm-script needs the localmesh CLI (it plays scripts in process)", 2)
+        adapter = plugins.scripted_adapter(llm_script, model)
     options = JoinOptions(
         room=room, agent_name=agent_name, queue=queue, require_storage=require_storage,
-        room_rules=room_rules or [], rules=rule or [], llm_script=llm_script, model=model,
+        room_rules=room_rules or [], rules=rule or [], llm_adapter=adapter, model=model,
         max_messages=max_messages, until_idle=until_idle,
     )
     token = participant_token(target, room, agent_name, role="agent")

@@ -2,16 +2,17 @@
 
 Order: explicit options, then ``MESHAGENT_API_URL``/``MESHAGENT_API_KEY`` (what
 ``localmesh env`` prints), then a local ``localmesh serve`` on its default port with its
-key read from the default data dir.
+key found by ``local_key`` (the ``localmesh`` CLI passes one that reads the emulator's data
+dir; the Worker SDK itself knows nothing of the emulator).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from emulator.auth import ApiKey, AuthError, mint_token
+from localmesh.protocol.tokens import ApiKey, AuthError, mint_token
 
 LOCAL_API_URL = "http://127.0.0.1:8765"
 
@@ -29,17 +30,14 @@ class ServerTarget:
         return mint_token(self.api_key, room=room, name=name, role=role)
 
 
-def _local_key(data_dir: Path | None) -> str | None:
-    from emulator.config import DEFAULT_DATA_DIR, local_api_key
-
-    return local_api_key(data_dir or DEFAULT_DATA_DIR)
+LocalKey = Callable[[], str | None]
 
 
 def resolve_target(
-    api_url: str | None = None, api_key: str | None = None, data_dir: Path | None = None
+    api_url: str | None = None, api_key: str | None = None, local_key: LocalKey | None = None
 ) -> ServerTarget:
     url = (api_url or os.environ.get("MESHAGENT_API_URL") or LOCAL_API_URL).rstrip("/")
-    key_text = api_key or os.environ.get("MESHAGENT_API_KEY") or _local_key(data_dir)
+    key_text = api_key or os.environ.get("MESHAGENT_API_KEY") or (local_key and local_key())
     if not key_text:
         raise ConfigError(
             "no API key: set MESHAGENT_API_KEY (see `localmesh env`), pass --api-key, "

@@ -1,7 +1,7 @@
 """One websocket session with a room: handshake, one reader task, requests and chunk streams.
 
 A ``Connection`` never reconnects; ``RoomClient`` replaces it when it drops. Everything
-here speaks ``worker.wire``: frames in, ``(id, type, data)`` messages, envelopes, contents.
+here speaks ``localmesh.protocol.wire``: frames in, ``(id, type, data)`` messages, envelopes, contents.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from worker.error_codes import UNEXPECTED_RESPONSE_TYPE
-from worker.errors import ConnectionLost, RoomClosed, RoomError
-from worker.wire import (
+from localmesh.protocol.error_codes import UNEXPECTED_RESPONSE_TYPE
+from localmesh.protocol.wire import (
     Content,
     Message,
     PacketAssembler,
@@ -29,6 +28,7 @@ from worker.wire import (
     unpack,
     unpack_content,
 )
+from localmesh.worker.errors import ConnectionLost, RoomClosed, RoomError
 
 logger = logging.getLogger("localmesh.worker.connection")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 class RoomError(Exception):
     """The room refused a request, or a request could not complete.
 
-    ``code`` is the room's error code when the server sent one (``worker.error_codes``),
+    ``code`` is the room's error code when the server sent one (``localmesh.protocol.error_codes``),
     else ``None``.
     """
 

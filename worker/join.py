@@ -7,18 +7,12 @@ import contextlib
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from worker.agent import Worker, WorkerStats
-from worker.errors import RoomError
-from worker.llm import (
-    OpenAIResponsesAdapter,
-    ResponsesAdapter,
-    ScriptedLLMAdapter,
-    default_base_url,
-)
-from worker.requirements import RequiredStorage
-from worker.room import RoomClient
+from localmesh.worker.agent import Worker, WorkerStats
+from localmesh.worker.errors import RoomError
+from localmesh.worker.llm import OpenAIResponsesAdapter, ResponsesAdapter, default_base_url
+from localmesh.worker.requirements import RequiredStorage
+from localmesh.worker.room import RoomClient
 
 
 @dataclass
@@ -29,7 +23,8 @@ class JoinOptions:
     require_storage: bool = False
     room_rules: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
-    llm_script: Path | None = None
+    # An adapter to use instead of the HTTP one (the CLI builds one for --llm-script).
+    llm_adapter: ResponsesAdapter | None = None
     model: str | None = None
     max_messages: int | None = None
     until_idle: bool = False
@@ -49,8 +44,8 @@ async def load_room_rules(room: RoomClient, paths: list[str]) -> list[str]:
 
 
 def build_adapter(options: JoinOptions, api_url: str) -> ResponsesAdapter:
-    if options.llm_script is not None:
-        return ScriptedLLMAdapter(options.llm_script, model=options.model)
+    if options.llm_adapter is not None:
+        return options.llm_adapter
     return OpenAIResponsesAdapter(model=options.model, base_url=default_base_url(api_url))
 
 

@@ -1,14 +1,13 @@
-"""LLM adapters for the Worker: one OpenAI Responses turn loop, two transports.
+"""LLM adapters for the Worker: one OpenAI Responses turn loop over a pluggable transport.
 
 ``ResponsesAdapter`` builds request bodies shaped like MeshAgent's
 ``OpenAIResponsesAdapter`` in request mode (§9.2), runs the function calls of each
 response through the toolkits, and loops until the model answers with a ``message``.
 Where the response comes from is the transport's job:
 
-* ``HttpTransport``: ``POST {base}/responses`` (OpenAI, or the emulator's scripted endpoint);
-* ``ScriptTransport``: a localmesh LLM script played in process, no HTTP.
-
-``OpenAIResponsesAdapter()`` and ``ScriptedLLMAdapter(script)`` build the two usual setups.
+``HttpTransport`` posts to ``{base}/responses`` (OpenAI, or the emulator's scripted endpoint);
+the harness plugs in a transport that plays a script in process
+(``localmesh.fixtures.llm.ScriptedLLMAdapter``). ``OpenAIResponsesAdapter()`` builds the usual setup.
 """
 
 from __future__ import annotations
@@ -20,18 +19,14 @@ import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import httpx
 
-from worker.backoff import Backoff
-from worker.context import ChatContext
-from worker.tool_results import ToolResponseAdapter
-from worker.tools import Tool, Toolkit
-
-if TYPE_CHECKING:
-    from emulator.llm import ScriptPlayer
+from localmesh.worker.backoff import Backoff
+from localmesh.worker.context import ChatContext
+from localmesh.worker.tool_results import ToolResponseAdapter
+from localmesh.worker.tools import Tool, Toolkit
 
 logger = logging.getLogger("localmesh.worker.llm")
 
@@ -134,24 +129,6 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
-
-
-class ScriptTransport:
-    """Plays a localmesh LLM script in process (``emulator.llm.ScriptPlayer``)."""
-
-    def __init__(self, player: ScriptPlayer) -> None:
-        self.player = player
-
-    async def create(self, body: dict[str, Any], *, conversation: str) -> dict[str, Any]:
-        from emulator.llm import ScriptedDrop, ScriptedError
-
-        try:
-            return await self.player.respond(body, conversation)
-        except ScriptedDrop as error:
-            # Over HTTP a drop is a cut connection: no status, and worth a retry.
-            raise LLMError(error.message) from None
-        except ScriptedError as error:
-            raise LLMError(error.message, error.status, error.retry_after) from None
 
 
 # ---------------------------------------------------------------- the turn loop
@@ -323,30 +300,3 @@ def OpenAIResponsesAdapter(  # noqa: N802 - named like the class it stands in fo
         client=client,
     )
     return ResponsesAdapter(transport, model=model, **options)
-
-
-def ScriptedLLMAdapter(script: Any, **options: Any) -> ResponsesAdapter:  # noqa: N802
-    """A Responses adapter that plays a localmesh LLM script in process.
-
-    ``script`` is a ``ScriptPlayer``, a parsed ``Script``, a dict, a path to a script
-    file, or YAML text (a string that does not name an existing file).
-    """
-    from emulator.llm import ScriptPlayer, coerce_script, load_script
-
-    if hasattr(script, "respond"):
-        player = script
-    elif isinstance(script, Path) or (isinstance(script, str) and _names_a_file(script)):
-        player = ScriptPlayer(load_script(script))
-    else:
-        player = ScriptPlayer(coerce_script(script))
-    return ResponsesAdapter(ScriptTransport(player), **options)
-
-
-def _names_a_file(text: str) -> bool:
-    """Whether a script string is a path to an existing file (else it is YAML text)."""
-    if "\n" in text:
-        return False
-    try:
-        return Path(text).is_file()
-    except (OSError, ValueError):  # too long for a file name, or a NUL in it
-        return False

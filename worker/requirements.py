@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from worker.error_codes import NOT_FOUND
-from worker.errors import RoomError
-from worker.tools import StorageToolkit, Tool, Toolkit
+from localmesh.protocol.error_codes import NOT_FOUND
+from localmesh.worker.errors import RoomError
+from localmesh.worker.tools import StorageToolkit, Tool, Toolkit
 
 if TYPE_CHECKING:
-    from worker.room import RoomClient
+    from localmesh.worker.room import RoomClient
 
 
 class Requirement(Protocol):

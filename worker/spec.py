@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from emulator.auth import full_api_scope
+from localmesh.protocol.tokens import full_api_scope
 
 DEFAULT_IMAGE = "meshagent/cli:default"
 

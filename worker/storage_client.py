@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from worker.error_codes import UNEXPECTED_RESPONSE_TYPE
-from worker.errors import RoomError
-from worker.wire import binary_content, guess_mime_type
-
-if TYPE_CHECKING:
-    from worker.room import RoomClient, ToolStream
+from localmesh.protocol.error_codes import UNEXPECTED_RESPONSE_TYPE
+from localmesh.protocol.wire import Content, binary_content, guess_mime_type
+from localmesh.worker.errors import RoomError
+from localmesh.worker.streams import ToolStream
 
 DOWNLOAD_CHUNK_SIZE = 65536
 DEFAULT_PULL_SIZE = 65536
@@ -54,8 +52,18 @@ def _protocol_error(message: str) -> RoomError:
     return RoomError(message, UNEXPECTED_RESPONSE_TYPE)
 
 
+class ToolCaller(Protocol):
+    """What storage needs of a room client (``RoomClient`` is one)."""
+
+    async def invoke(self, toolkit: str, tool: str, arguments: Any = None) -> Content: ...
+
+    async def invoke_json(self, toolkit: str, tool: str, arguments: dict[str, Any]) -> Any: ...
+
+    async def open_tool_stream(self, toolkit: str, tool: str) -> ToolStream: ...
+
+
 class StorageClient:
-    def __init__(self, room: RoomClient) -> None:
+    def __init__(self, room: ToolCaller) -> None:
         self._room = room
 
     async def exists(self, path: str) -> bool:

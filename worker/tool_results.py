@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from worker.errors import RoomError
-from worker.tools import FileResult, is_text_like
-from worker.wire import Content
+from localmesh.protocol.wire import Content
+from localmesh.worker.errors import RoomError
+from localmesh.worker.tools import FileResult, is_text_like
 
 
 class ToolResponseAdapter:

@@ -2,7 +2,7 @@
 
 A tool is a name, a JSON schema for its arguments and an (async or plain) function taking
 those arguments as keywords. Its return value is turned into the model's
-``function_call_output`` text by a ``ToolResponseAdapter`` (``worker.tool_results``).
+``function_call_output`` text by a ``ToolResponseAdapter`` (``localmesh.worker.tool_results``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from worker.error_codes import STORAGE_ALREADY_EXISTS
-from worker.errors import RoomError
+from localmesh.protocol.error_codes import STORAGE_ALREADY_EXISTS
+from localmesh.worker.errors import RoomError
 
 if TYPE_CHECKING:
-    from worker.room import RoomClient
+    from localmesh.worker.room import RoomClient
 
 ToolFunction = Callable[..., Any | Awaitable[Any]]
 

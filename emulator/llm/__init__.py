@@ -1,49 +1,11 @@
-"""The deterministic scripted LLM: an OpenAI Responses endpoint that answers from a script.
+"""The scripted LLM served over HTTP: an OpenAI Responses endpoint per room.
 
-See docs/llm-scripts.md for the script format, the endpoint and the admin API.
+The engine (scripts, matching, the player) is ``localmesh.scripted_llm``; this package only
+keeps one player per room (``LLMHub``) and serves it (``create_llm_router``).
+See docs/llm-scripts.md for the endpoint and the admin API.
 """
 
-from .errors import AuthError, ScriptedDrop, ScriptedError, ScriptError
 from .hub import LLMHub
-from .player import Reply, ScriptPlayer
 from .router import create_llm_router
-from .script import (
-    Answer,
-    Call,
-    ErrorAnswer,
-    Match,
-    Rule,
-    Script,
-    ToolResultMatch,
-    coerce_script,
-    load_demo_script,
-    load_script,
-    loads_script,
-    parse_script,
-)
-from .transcript import TranscriptEntry, transcript_json
 
-__all__ = [
-    "Answer",
-    "AuthError",
-    "Call",
-    "ErrorAnswer",
-    "LLMHub",
-    "Match",
-    "Reply",
-    "Rule",
-    "Script",
-    "ScriptError",
-    "ScriptPlayer",
-    "ScriptedDrop",
-    "ScriptedError",
-    "ToolResultMatch",
-    "TranscriptEntry",
-    "coerce_script",
-    "create_llm_router",
-    "load_demo_script",
-    "load_script",
-    "loads_script",
-    "parse_script",
-    "transcript_json",
-]
+__all__ = ["LLMHub", "create_llm_router"]

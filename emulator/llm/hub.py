@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from .player import ScriptPlayer, Sleep
-from .script import Script, load_demo_script
-from .transcript import TranscriptEntry
+from localmesh.scripted_llm.player import ScriptPlayer, Sleep
+from localmesh.scripted_llm.script import Script, load_demo_script
+from localmesh.scripted_llm.transcript import TranscriptEntry
 
 
 class LLMHub:

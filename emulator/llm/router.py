@@ -10,12 +10,13 @@ from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from . import responses
-from .errors import AuthError, ScriptedError, ScriptError
+from localmesh.scripted_llm import responses
+from localmesh.scripted_llm.errors import AuthError, ScriptedError, ScriptError
+from localmesh.scripted_llm.player import Reply
+from localmesh.scripted_llm.script import loads_script
+from localmesh.scripted_llm.transport import answer_http
+
 from .hub import LLMHub
-from .player import Reply
-from .script import loads_script
-from .transport import answer_http
 
 # Takes the request's Authorization header value (None when it has none).
 Authenticate = Callable[[str | None], Awaitable[str | None]]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from emulator.auth import QueuesGrant
-from emulator.calls import Call, Handler
-from emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
-from emulator.queues import Queues
-from worker.wire import Content, empty_content, json_content, text_content
+from localmesh.emulator.calls import Call, Handler
+from localmesh.emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
+from localmesh.emulator.queues import Queues
+from localmesh.protocol.tokens import QueuesGrant
+from localmesh.protocol.wire import Content, empty_content, json_content, text_content
 
 
 def _queue_name(args: dict[str, Any]) -> str:

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from emulator.calls import Call, Handler
-from worker.wire import Content, empty_content
+from localmesh.emulator.calls import Call, Handler
+from localmesh.protocol.wire import Content, empty_content
 
 logger = logging.getLogger("localmesh.room")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from emulator.calls import Call, Handler
-from emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
-from emulator.paths import basename
-from emulator.storage import Storage, canonical, canonical_file
-from worker.wire import (
+from localmesh.emulator.calls import Call, Handler
+from localmesh.emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
+from localmesh.emulator.paths import basename
+from localmesh.emulator.storage import Storage, canonical, canonical_file
+from localmesh.protocol.wire import (
     Content,
     binary_content,
     control_close,

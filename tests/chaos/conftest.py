@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from emulator import RoomServer
+from localmesh.emulator import RoomServer
 
 
 @pytest_asyncio.fixture

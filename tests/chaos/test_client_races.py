@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from worker.room import RoomClient
+from localmesh.worker.room import RoomClient
 
 pytestmark = pytest.mark.slow
 

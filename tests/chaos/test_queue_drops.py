@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import pytest
 from meshagent.api import RoomException
 
-from fixtures.sdk import connect_meshagent_room
-from worker.backoff import Backoff
-from worker.errors import RoomError
-from worker.room import RoomClient
+from localmesh.fixtures.sdk import connect_meshagent_room
+from localmesh.worker.backoff import Backoff
+from localmesh.worker.errors import RoomError
+from localmesh.worker.room import RoomClient
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import random
 
 import pytest
 
-from emulator.queues import Queues
-from emulator.store import Store
+from localmesh.emulator.queues import Queues
+from localmesh.emulator.store import Store
 
 pytestmark = pytest.mark.slow
 

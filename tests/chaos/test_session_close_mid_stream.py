@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from worker.room import RoomClient
-from worker.wire import binary_content
+from localmesh.protocol.wire import binary_content
+from localmesh.worker.room import RoomClient
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,10 @@ from contextlib import AsyncExitStack
 import pytest
 from meshagent.api import RoomException
 
-from fixtures.sdk import connect_meshagent_room
-from worker.error_codes import STORAGE_ALREADY_EXISTS, STORAGE_NOT_FOUND
-from worker.errors import RoomError
-from worker.room import RoomClient
+from localmesh.fixtures.sdk import connect_meshagent_room
+from localmesh.protocol.error_codes import STORAGE_ALREADY_EXISTS, STORAGE_NOT_FOUND
+from localmesh.worker.errors import RoomError
+from localmesh.worker.room import RoomClient
 
 pytestmark = pytest.mark.slow
 
@@ -135,9 +135,9 @@ async def test_concurrent_storage_operations_on_the_same_paths(server, caplog):
 
 async def test_racing_moves_writes_and_creates_stay_consistent():
     """Check-then-act races in the storage model, started in the same loop tick."""
-    from emulator.errors import RoomError as ModelError
-    from emulator.storage import Storage
-    from emulator.store import Store
+    from localmesh.emulator.errors import RoomError as ModelError
+    from localmesh.emulator.storage import Storage
+    from localmesh.emulator.store import Store
 
     store = await Store.open(None)
     storage = Storage(store)

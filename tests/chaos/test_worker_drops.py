@@ -11,9 +11,9 @@ from collections import Counter
 
 import pytest
 
-from worker import Worker
-from worker.backoff import Backoff
-from worker.room import RoomClient
+from localmesh.worker import Worker
+from localmesh.worker.backoff import Backoff
+from localmesh.worker.room import RoomClient
 
 pytestmark = pytest.mark.slow
 

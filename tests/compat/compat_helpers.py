@@ -14,8 +14,16 @@ from meshagent.api import ApiScope, ParticipantToken, RoomClient
 from meshagent.api.websocket_protocol import WebSocketClientProtocol
 from websockets.exceptions import ConnectionClosed
 
-from emulator import RoomServer
-from worker.wire import Content, Message, PacketAssembler, encode_message, pack, unpack, unpack_content
+from localmesh.emulator import RoomServer
+from localmesh.protocol.wire import (
+    Content,
+    Message,
+    PacketAssembler,
+    encode_message,
+    pack,
+    unpack,
+    unpack_content,
+)
 
 # Bound for anything that should happen "at once" on 127.0.0.1: generous, so a loaded
 # machine does not flake, yet far below the SDK's retry back-off or a long-poll window.

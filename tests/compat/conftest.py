@@ -9,7 +9,7 @@ import pytest
 from compat_helpers import sdk_client, sdk_token
 from meshagent.api import RoomClient
 
-from emulator import RoomServer
+from localmesh.emulator import RoomServer
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from meshagent.api.participant_token import (
 )
 from websockets.exceptions import InvalidStatus
 
-from emulator.auth import ApiKey
+from localmesh.protocol.tokens import ApiKey
 
 pytestmark = pytest.mark.compat
 

@@ -122,7 +122,7 @@ async def test_cli_with_a_bad_key_fails(server, home):
 async def test_real_worker_join_runs_the_quickstart_against_the_emulator(server, home):
     """The docs' quickstart with the real CLI: `meshagent worker join` with the env from
     `localmesh env` (no token: it mints its own from the API key) saves the demo's poem."""
-    from emulator.llm import load_demo_script
+    from localmesh.scripted_llm import load_demo_script
 
     server.long_poll_window = 0.5
     env = _cli_env(server, home, token=None)

@@ -67,7 +67,7 @@ async def test_long_poll_cut_by_a_drop_loses_no_message(server):
 
 async def test_client_works_with_permessage_deflate_accepted():
     # The SDK offers permessage-deflate; a server that accepts it must work as well as one that does not.
-    from emulator import RoomServer
+    from localmesh.emulator import RoomServer
 
     async with RoomServer(compression=True) as compressed:
         async with sdk_client(compressed, ROOM, sdk_token(compressed, room=ROOM, name="zip")) as room:

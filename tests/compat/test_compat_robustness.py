@@ -13,8 +13,8 @@ import pytest
 from compat_helpers import PROMPT, RawRoom, sdk_client, sdk_token
 from meshagent.api import RoomException
 
-from emulator import RoomServer
-from worker.wire import ENVELOPE_LENGTH, encode_message, pack
+from localmesh.emulator import RoomServer
+from localmesh.protocol.wire import ENVELOPE_LENGTH, encode_message, pack
 
 pytestmark = pytest.mark.compat
 
@@ -243,7 +243,7 @@ async def test_developer_log_is_recorded(server):
 async def test_a_stream_the_client_abandons_gets_a_timeout_error_and_the_session_goes_on(
     server, monkeypatch
 ):
-    import emulator.toolkits.storage as storage_toolkit
+    import localmesh.emulator.toolkits.storage as storage_toolkit
 
     monkeypatch.setattr(storage_toolkit, "CHUNK_TIMEOUT", 0.2)
     async with RawRoom(server.room_url(ROOM), sdk_token(server, room=ROOM)) as raw:

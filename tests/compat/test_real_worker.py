@@ -20,8 +20,8 @@ from meshagent.api import RoomClient
 from meshagent.openai import OpenAIResponsesAdapter
 from meshagent.tools.storage import StorageToolkit, StorageToolRoomMount
 
-from emulator import RoomServer
-from emulator.llm import load_demo_script, loads_script
+from localmesh.emulator import RoomServer
+from localmesh.scripted_llm import load_demo_script, loads_script
 
 pytestmark = pytest.mark.compat
 

@@ -20,11 +20,11 @@ from meshagent.openai import OpenAIResponsesAdapter as RealOpenAIResponsesAdapte
 from meshagent.tools.storage import StorageToolkit as RealStorageToolkit
 from meshagent.tools.storage import StorageToolRoomMount
 
-from emulator import RoomServer
-from emulator.llm import Script, load_demo_script, loads_script
-from fixtures.sdk import connect_meshagent_room
-from fixtures.worker import run_until_drained
-from worker import OpenAIResponsesAdapter, RequiredStorage, RoomClient, Worker
+from localmesh.emulator import RoomServer
+from localmesh.fixtures.sdk import connect_meshagent_room
+from localmesh.fixtures.worker import run_until_drained
+from localmesh.scripted_llm import Script, load_demo_script, loads_script
+from localmesh.worker import OpenAIResponsesAdapter, RequiredStorage, RoomClient, Worker
 
 pytestmark = pytest.mark.compat
 

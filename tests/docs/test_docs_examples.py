@@ -15,9 +15,10 @@ import pytest
 import respx
 from doc_blocks import ROOT, block, blocks, run_async_snippet
 
-from emulator import RoomServer
-from emulator.llm import LLMHub, ScriptError, ScriptPlayer, loads_script
-from worker import Backoff, ResponsesAdapter, StorageToolkit, Worker
+from localmesh.emulator import RoomServer
+from localmesh.emulator.llm import LLMHub
+from localmesh.scripted_llm import ScriptError, ScriptPlayer, loads_script
+from localmesh.worker import Backoff, ResponsesAdapter, StorageToolkit, Worker
 
 WORKER_MD = "docs/worker.md"
 LLM_MD = "docs/llm-scripts.md"
@@ -71,7 +72,7 @@ def test_the_documented_constructors_exist() -> None:
 
 def test_the_tools_example_runs() -> None:
     namespace: dict = {}
-    exec(block(WORKER_MD, "python", "from worker import tool, Toolkit"), namespace)  # noqa: S102
+    exec(block(WORKER_MD, "python", "from localmesh.worker import tool, Toolkit"), namespace)  # noqa: S102
     kit = namespace["kit"]
     assert [t.name for t in kit.tools] == ["word_count", "shout"]
     word_count = kit.get("word_count")
@@ -165,7 +166,7 @@ async def test_the_no_match_message_is_the_real_one() -> None:
 async def test_the_respx_example_runs() -> None:
     openai = pytest.importorskip("openai")
     namespace: dict = {"openai": openai}
-    code = block(LLM_MD, "python", "from fixtures.llm import scripted_openai")
+    code = block(LLM_MD, "python", "from localmesh.fixtures.llm import scripted_openai")
     assert code.count("\n    ...\n") == 1
     code = code.replace("\n    ...\n", '\n    await client.responses.create(model="m", input="hi")\n')
     exec(code, namespace)  # noqa: S102

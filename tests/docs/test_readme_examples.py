@@ -17,9 +17,9 @@ import yaml
 from doc_blocks import ROOT, block, run_async_snippet, shell_commands
 from typer.testing import CliRunner
 
-from emulator import RoomServer
-from emulator.cli import app
-from emulator.llm import ScriptedError, ScriptPlayer, loads_script
+from localmesh.cli import app
+from localmesh.emulator import RoomServer
+from localmesh.scripted_llm import ScriptedError, ScriptPlayer, loads_script
 
 README = "README.md"
 ENV_NAMES = re.findall(r"MESHAGENT_[A-Z_]+", block(README, "bash", 'eval "$(localmesh env)"              #'))
@@ -120,7 +120,7 @@ def test_localmesh_worker_spec_prints_a_service_spec() -> None:
 
 
 async def test_the_room_server_snippet_runs() -> None:
-    code = block(README, "python", "from emulator import RoomServer")
+    code = block(README, "python", "from localmesh.emulator import RoomServer")
     # Keep what the snippet shows while the server still runs (its lines only display them).
     code += "    shown = (server.url, server.api_key, server.project_id, server.env())\n"
     found = await run_async_snippet(code, {})
@@ -254,7 +254,11 @@ async def test_the_script_example_over_http_gives_429_with_retry_after() -> None
 
 def test_the_design_tree_names_real_files() -> None:
     tree = block(README, "", "the ONE codec")
-    for name in re.findall(r"^\s*([\w/]+\.py|[\w]+/)\s", tree, re.M):
-        candidates = [ROOT / name, ROOT / "emulator" / name]
-        assert any(c.exists() for c in candidates), f"README design tree: {name} does not exist"
+    folder = ROOT
+    for indent, name in re.findall(r"^(\s*)([\w/]+\.py|[\w]+/)\s", tree, re.M):
+        if not indent:
+            folder = ROOT / name  # a top-level entry; the indented ones below live in it
+            assert folder.exists(), f"README design tree: {name} does not exist"
+        else:
+            assert (folder / name).exists(), f"README design tree: {folder.name}/{name} does not exist"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.llm import load_demo_script
+from localmesh.scripted_llm import load_demo_script
 
 ROOT = Path(__file__).resolve().parents[2]
 

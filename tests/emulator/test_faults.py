@@ -14,7 +14,7 @@ async def test_injected_receive_failures_then_recovery(localmesh_server, meshage
 
 
 def test_faults_scope_to_room_and_count():
-    from emulator.faults import Faults
+    from localmesh.emulator.faults import Faults
 
     faults = Faults()
     faults.fail("storage", "upload", room="a", times=2, code=1001, message="nope")
@@ -27,7 +27,7 @@ def test_faults_scope_to_room_and_count():
 
 
 def test_faults_for_ever_until_cleared():
-    from emulator.faults import Faults
+    from localmesh.emulator.faults import Faults
 
     faults = Faults()
     faults.fail("queues", "send", times=None)

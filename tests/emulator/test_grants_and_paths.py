@@ -11,7 +11,8 @@ from meshagent.api import ApiScope, ParticipantToken
 from meshagent.api.file_permissions import storage_request_path
 from meshagent.api.participant_token import StorageGrant as SdkStorageGrant
 
-from emulator.auth import (
+from localmesh.emulator.paths import InvalidPath, normalize_path
+from localmesh.protocol.tokens import (
     ApiKey,
     AuthError,
     QueuesGrant,
@@ -21,7 +22,6 @@ from emulator.auth import (
     full_api_scope,
     mint_token,
 )
-from emulator.paths import InvalidPath, normalize_path
 
 segments = st.sampled_from([
     "a", "b", "out", "é", "x y", ".", "..", "", ".meshagent-directory",

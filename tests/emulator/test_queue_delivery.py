@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from emulator.auth import ApiGrant, Participant, full_api_scope
-from emulator.calls import Call
-from emulator.queues import Queues
-from emulator.store import Store
-from emulator.toolkits.queues import QueuesToolkit
-from worker.wire import Content, json_content
+from localmesh.emulator.calls import Call
+from localmesh.emulator.queues import Queues
+from localmesh.emulator.store import Store
+from localmesh.emulator.toolkits.queues import QueuesToolkit
+from localmesh.protocol.tokens import ApiGrant, Participant, full_api_scope
+from localmesh.protocol.wire import Content, json_content
 
 
 class GonePeer:

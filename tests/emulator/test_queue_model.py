@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.errors import QUEUE_NOT_FOUND, RoomError
-from emulator.queues import Queues
-from emulator.store import Store
+from localmesh.emulator.errors import QUEUE_NOT_FOUND, RoomError
+from localmesh.emulator.queues import Queues
+from localmesh.emulator.store import Store
 
 KEYS = [("a", "x"), ("a", "y"), ("b", "x")]  # (room, queue): room b's x is not room a's
 TIMEOUT = 10.0

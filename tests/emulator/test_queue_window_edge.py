@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from emulator.queues import Queues
-from emulator.store import Store
+from localmesh.emulator.queues import Queues
+from localmesh.emulator.store import Store
 
 ROUNDS = 1000
 

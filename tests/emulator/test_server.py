@@ -8,7 +8,7 @@ import pytest
 async def test_a_port_in_use_is_a_clear_error_not_an_exit():
     import socket
 
-    from emulator import RoomServer
+    from localmesh.emulator import RoomServer
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from meshagent.api.messaging import pack_message, unpack_message
 from meshagent.api.protocol import Protocol
 
-from worker.wire import (
+from localmesh.protocol.wire import (
     DATA_PREFIX,
     HEADER_PREFIX,
     PACKET_DATA_SIZE,

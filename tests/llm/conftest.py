@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from llm_harness import FakeSleep, LLMServer
 
-from emulator import RoomServer
+from localmesh.emulator import RoomServer
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from emulator import RoomServer
-from emulator.llm import LLMHub, loads_script
+from localmesh.emulator import RoomServer
+from localmesh.emulator.llm import LLMHub
+from localmesh.scripted_llm import loads_script
 
 
 @dataclass

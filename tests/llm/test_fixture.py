@@ -7,8 +7,8 @@ import openai
 import pytest
 import respx
 
-from emulator.llm import loads_script
-from fixtures.llm import scripted_openai
+from localmesh.fixtures.llm import scripted_openai
+from localmesh.scripted_llm import loads_script
 
 SCRIPT = """
 rules:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from emulator.llm import (
-    LLMHub,
+from localmesh.emulator.llm import LLMHub
+from localmesh.scripted_llm import (
     ScriptedDrop,
     ScriptedError,
     ScriptPlayer,

@@ -22,7 +22,7 @@ from meshagent.tools import FunctionTool, Toolkit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
-from emulator.llm import load_demo_script, transcript_json
+from localmesh.scripted_llm import load_demo_script, transcript_json
 
 TIMEOUT = 10
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from meshagent.tools.storage import WriteFileTool
 
-from emulator.llm import (
+from localmesh.scripted_llm import (
     Script,
     ScriptError,
     ToolResultMatch,

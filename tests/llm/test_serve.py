@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from emulator.config import local_project_key
+from localmesh.emulator.config import local_project_key
 
 STARTUP = 30.0  # seconds the process may take to import and listen, on a loaded machine
 EXIT = 15.0
@@ -40,7 +40,7 @@ def localmesh_command() -> list[str]:
     script = Path(sys.executable).with_name("localmesh")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from emulator.cli import main; main()"]
+    return [sys.executable, "-c", "from localmesh.cli import main; main()"]
 
 
 async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:

@@ -8,8 +8,8 @@ from contextlib import AsyncExitStack
 import pytest
 import pytest_asyncio
 
-from emulator import RoomServer
-from worker.room import RoomClient
+from localmesh.emulator import RoomServer
+from localmesh.worker.room import RoomClient
 
 ROOM = "worker-tests"
 

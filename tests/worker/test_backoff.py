@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker import Backoff, ConnectionLost, Worker
+from localmesh.worker import Backoff, ConnectionLost, Worker
 
 
 def test_delays_double_up_to_the_cap_with_jitter_in_the_upper_half() -> None:

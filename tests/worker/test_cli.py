@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from worker.cli import room_app, worker_app
+from localmesh.worker.cli import room_app, worker_app
 
 SCRIPT = Path(__file__).parent / "scripts" / "worker.yaml"
 ROOM = "cli-room"
@@ -125,7 +125,7 @@ async def test_worker_join_reads_rules_from_room_storage(server, tmp_path) -> No
 
 
 async def test_worker_join_over_http_uses_the_servers_llm_endpoint(monkeypatch, tmp_path) -> None:
-    from emulator import RoomServer
+    from localmesh.emulator import RoomServer
 
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -141,8 +141,8 @@ async def test_worker_join_over_http_uses_the_servers_llm_endpoint(monkeypatch, 
 async def test_worker_join_stops_cleanly_on_sigterm(server) -> None:
     env = {**os.environ, "MESHAGENT_API_URL": server.url, "MESHAGENT_API_KEY": server.api_key}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from worker.cli import worker_app; worker_app()",
-        "join", "--room", ROOM, "--queue", "tasks", "--llm-script", str(SCRIPT),
+        sys.executable, "-c", "from localmesh.cli import main; main()",
+        "worker", "join", "--room", ROOM, "--queue", "tasks", "--llm-script", str(SCRIPT),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         cwd=Path(__file__).parents[2],
     )

@@ -11,12 +11,12 @@ import httpx
 import pytest
 import respx
 
-from worker import (
+from localmesh.fixtures.llm import ScriptedLLMAdapter
+from localmesh.worker import (
     Backoff,
     ChatContext,
     LLMError,
     OpenAIResponsesAdapter,
-    ScriptedLLMAdapter,
     StorageToolkit,
 )
 

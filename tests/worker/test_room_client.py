@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from worker.errors import RoomClosed, RoomError
-from worker.room import RoomClient, room_websocket_url
+from localmesh.worker.errors import RoomClosed, RoomError
+from localmesh.worker.room import RoomClient, room_websocket_url
 
 
 def test_websocket_url_from_http_and_https_bases() -> None:

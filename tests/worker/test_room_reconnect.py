@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from worker.backoff import Backoff
-from worker.errors import ConnectionLost, RoomClosed
-from worker.room import RoomClient
+from localmesh.worker.backoff import Backoff
+from localmesh.worker.errors import ConnectionLost, RoomClosed
+from localmesh.worker.room import RoomClient
 
 FAST = {"reconnect_backoff": Backoff(base=0.01, cap=0.05, rng=random.Random(1))}
 

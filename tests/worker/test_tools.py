@@ -7,9 +7,17 @@ from typing import Literal
 
 import pytest
 
-from worker import FileResult, RoomError, StorageToolkit, ToolError, Toolkit, ToolResponseAdapter, tool
-from worker.tools import grep_lines, room_path
-from worker.wire import Content, error_content, json_content
+from localmesh.protocol.wire import Content, error_content, json_content
+from localmesh.worker import (
+    FileResult,
+    RoomError,
+    StorageToolkit,
+    ToolError,
+    Toolkit,
+    ToolResponseAdapter,
+    tool,
+)
+from localmesh.worker.tools import grep_lines, room_path
 
 
 def test_tool_schema_comes_from_type_hints_and_docstring() -> None:

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from emulator import RoomServer
-from worker import (
+from localmesh.emulator import RoomServer
+from localmesh.fixtures.llm import ScriptedLLMAdapter
+from localmesh.worker import (
     Backoff,
     ChatContext,
     OpenAIResponsesAdapter,
     RequiredStorage,
     RoomClient,
-    ScriptedLLMAdapter,
     Worker,
 )
 

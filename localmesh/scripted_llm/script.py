@@ -447,7 +447,7 @@ def load_script(path: str | os.PathLike[str]) -> Script:
 
 
 def load_demo_script() -> Script:
-    """The built-in demo (``emulator/llm/demo.yaml``): saves a poem about AI to poem.txt."""
+    """The built-in demo (``demo.yaml`` beside this module): saves a poem about AI to poem.txt."""
     text = resources.files(__package__).joinpath("demo.yaml").read_text(encoding="utf-8")
     return loads_script(text, "demo.yaml")
 

@@ -1,0 +1,40 @@
+"""The ``localmesh`` command: a thin shell over the emulator's and the Worker's commands.
+
+The emulator brings ``serve``, ``env`` and ``token``; the Worker SDK brings ``worker ...``
+and ``room ...``. This layer stands above both, so it is where they meet: it tells the
+Worker's commands how to find a local emulator's key and how to play an LLM script in
+process (the harness's adapter).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from localmesh.emulator.cli import app as emulator_app
+from localmesh.emulator.config import DEFAULT_DATA_DIR, local_api_key
+from localmesh.fixtures.llm import ScriptedLLMAdapter
+from localmesh.worker import cli as worker_cli
+from localmesh.worker.llm import ResponsesAdapter
+
+app = typer.Typer(
+    help="localmesh: a local, offline MeshAgent room, its Worker and test harness.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.registered_commands.extend(emulator_app.registered_commands)
+app.add_typer(worker_cli.worker_app, name="worker")
+app.add_typer(worker_cli.room_app, name="room")
+
+
+def _scripted_adapter(script: Path, model: str | None) -> ResponsesAdapter:
+    return ScriptedLLMAdapter(script, model=model)
+
+
+worker_cli.plugins.local_key = lambda: local_api_key(DEFAULT_DATA_DIR)
+worker_cli.plugins.scripted_adapter = _scripted_adapter
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,6 @@
+"""The MeshAgent room protocol, as plain data and pure functions: the bottom layer.
+
+``wire``: frames, envelopes and contents. ``error_codes``: the numbers on the wire.
+``tokens``: API keys, participant tokens and the grants they carry. It imports nothing of
+localmesh; the emulator and the Worker SDK both stand on it.
+"""
