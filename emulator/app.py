@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
 from localmesh.emulator.errors import STORAGE_NOT_FOUND, RoomError
+from localmesh.emulator.files_api import create_files_router, files_base_url
 from localmesh.emulator.llm import create_llm_router
 from localmesh.emulator.paths import basename
 from localmesh.emulator.session import Session
@@ -39,10 +41,15 @@ def create_app(state: EmulatorState) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.include_router(create_files_router(state))
+
     @app.get("/config")
-    async def config() -> dict[str, str]:
-        # The real CLI reads this at start to compare versions.
-        return {"version": SDK_VERSION}
+    async def config(request: Request) -> dict[str, Any]:
+        # The real CLI compares versions with it at start; its files client (`room storage`)
+        # finds the files API here, and refuses a config without `domains`.
+        base = (state.public_url or str(request.base_url)).rstrip("/")
+        return {"version": SDK_VERSION, "domains": {"api": base, "files": files_base_url(base)},
+                "reserved_route_domains": []}
 
     @app.websocket("/rooms/{room}")
     async def room_socket(websocket: WebSocket, room: str) -> None:

@@ -58,6 +58,10 @@ def _file_not_found(path: str) -> RoomError:
     return RoomError(STORAGE_NOT_FOUND, f"file {path!r} was not found")
 
 
+def _join(folder: str, rest: str) -> str:
+    return f"{folder}/{rest}" if folder else rest
+
+
 def _file_entry(row: FileRow) -> Entry:
     return Entry(basename(row.path), False, row.size, row.created_at, row.updated_at)
 
@@ -112,6 +116,47 @@ class Storage:
         async with self._changing[room]:
             await self.check_writable(room, path, overwrite)
             await self._store.write_file(room, path, data, mime_type, self._now())
+
+    async def make_folder(self, room: str, path: str) -> None:
+        """Check that ``path`` can be a folder. Folders are implied by their files, so there
+        is nothing to store: an empty folder made here lists as absent until a file lands."""
+        if not path:
+            return
+        if await self._store.file(room, path) is not None:
+            raise RoomError(STORAGE_ALREADY_EXISTS, f"{path!r} is a file, not a folder")
+        parent = parent_of(path)
+        while parent:
+            if await self._store.file(room, parent) is not None:
+                raise RoomError(STORAGE_INVALID_PATH, f"{parent!r} is a file, not a folder")
+            parent = parent_of(parent)
+
+    async def copy(
+        self, source_room: str, source: str, room: str, destination: str, *, overwrite: bool
+    ) -> list[str]:
+        """Copy a file, or every file under a folder, to ``destination`` in ``room``;
+        returns the paths written. Nothing is written if any target is refused."""
+        if source_room == room and (
+            destination == source or destination.startswith(source + "/") or not source
+        ):
+            raise RoomError(STORAGE_INVALID_PATH, f"cannot copy {source!r} into itself")
+        entry = await self.stat(source_room, source)
+        if entry is None:
+            raise RoomError(STORAGE_NOT_FOUND, f"{source!r} was not found")
+        if entry.is_folder:
+            prefix = source + "/" if source else ""
+            rows = await self._store.files_under(source_room, source)
+            plan = [(row.path, _join(destination, row.path[len(prefix):])) for row in rows]
+        else:
+            if not destination:
+                raise RoomError(STORAGE_INVALID_PATH, "the room root is a folder, not a file path")
+            plan = [(source, destination)]
+        async with self._changing[room]:
+            for _, target in plan:
+                await self.check_writable(room, target, overwrite)
+            for origin, target in plan:
+                row, data = await self.read(source_room, origin)
+                await self._store.write_file(room, target, data, row.mime_type, self._now())
+        return [target for _, target in plan]
 
     async def require_file(self, room: str, path: str) -> FileRow:
         """The file at ``path`` (not its bytes); 3001 if there is no file there."""

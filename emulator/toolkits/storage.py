@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from localmesh.emulator.calls import Call, Handler
-from localmesh.emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
+from localmesh.emulator.errors import INVALID_REQUEST, RoomError
 from localmesh.emulator.paths import basename
 from localmesh.emulator.storage import Storage, canonical, canonical_file
+from localmesh.emulator.storage_access import require_presign, require_storage
 from localmesh.protocol.wire import (
     Content,
     binary_content,
@@ -27,14 +28,7 @@ DownloadUrl = Callable[[Call, str], str]
 
 
 def _check(call: Call, action: str, path: str, subtree: bool = False) -> None:
-    grant = call.participant.api.storage
-    assert grant is not None, "the session checks the api.storage section before calling"
-    if not grant.allows(action, path, subtree):
-        where = f"{path!r}" + (" and below" if subtree else "")
-        raise RoomError(
-            PERMISSION_DENIED,
-            f"participant {call.participant.name!r} may not {action} {where} (api.storage grant)",
-        )
+    require_storage(call.participant, action, path, subtree)
 
 
 def _binary_headers(content: Content, expected_kind: str) -> dict[str, Any]:
@@ -119,10 +113,7 @@ class StorageToolkit:
 
     async def download_url(self, call: Call) -> Content:
         path = canonical_file(call.json_arguments().get("path"))
-        grant = call.participant.api.storage
-        # Legacy path grants never grant presign, so a readable path may be presigned too.
-        if grant is None or not (grant.allows("presign", path) or grant.allows("read", path)):
-            _check(call, "presign", path)
+        require_presign(call.participant, path)
         await self._storage.require_file(call.room, path)  # a URL to nothing helps nobody
         return json_content({"url": self._download_url(call, path)})
 
