@@ -1,7 +1,7 @@
 """The ``localmesh`` command: a thin shell over the emulator's and the Worker's commands.
 
-The emulator brings ``serve``, ``env`` and ``token``; the Worker SDK brings ``worker ...``
-and ``room ...``. This layer stands above both, so it is where they meet: it tells the
+The emulator brings ``serve``, ``env`` and ``token``; the Worker SDK brings ``worker ...``,
+``room ...`` and ``service run``. This layer stands above both, so it is where they meet: it tells the
 Worker's commands how to find a local emulator's key and how to play an LLM script in
 process (the harness's adapter).
 """
@@ -17,6 +17,7 @@ from localmesh.emulator.config import DEFAULT_DATA_DIR, local_api_key
 from localmesh.fixtures.llm import ScriptedLLMAdapter
 from localmesh.worker import cli as worker_cli
 from localmesh.worker.llm import ResponsesAdapter
+from localmesh.worker.service_cli import service_app
 
 app = typer.Typer(
     help="localmesh: a local, offline MeshAgent room, its Worker and test harness.",
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.registered_commands.extend(emulator_app.registered_commands)
 app.add_typer(worker_cli.worker_app, name="worker")
 app.add_typer(worker_cli.room_app, name="room")
+app.add_typer(service_app, name="service")
 
 
 def _scripted_adapter(script: Path, model: str | None) -> ResponsesAdapter:

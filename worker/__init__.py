@@ -4,6 +4,11 @@
 
 It stands on ``localmesh.protocol`` only: it never imports the emulator. A scripted LLM played in
 process comes from the harness (``localmesh.fixtures.llm.ScriptedLLMAdapter``).
+
+The MeshAgent docs' service sample runs with only its imports changed:
+
+    from localmesh.worker import (OpenAIResponsesAdapter, OpenAIResponsesToolResponseAdapter,
+                                  ServiceHost, StorageToolkit, Worker, otel_config)
 """
 
 from localmesh.worker.agent import Worker, WorkerStats
@@ -16,10 +21,12 @@ from localmesh.worker.llm import (
     OpenAIResponsesAdapter,
     ResponsesAdapter,
 )
+from localmesh.worker.otel import otel_config
 from localmesh.worker.requirements import RequiredStorage, RequiredToolkit
 from localmesh.worker.room import QueueInfo, RoomClient
+from localmesh.worker.service_host import ServiceHost
 from localmesh.worker.storage_client import DownloadedFile, StorageEntry
-from localmesh.worker.tool_results import ToolResponseAdapter
+from localmesh.worker.tool_results import OpenAIResponsesToolResponseAdapter, ToolResponseAdapter
 from localmesh.worker.tools import FileResult, StorageToolkit, Tool, ToolError, Toolkit, tool
 
 __all__ = [
@@ -31,6 +38,7 @@ __all__ = [
     "HttpTransport",
     "LLMError",
     "OpenAIResponsesAdapter",
+    "OpenAIResponsesToolResponseAdapter",
     "QueueInfo",
     "RequiredStorage",
     "RequiredToolkit",
@@ -38,6 +46,7 @@ __all__ = [
     "RoomClient",
     "RoomClosed",
     "RoomError",
+    "ServiceHost",
     "StorageEntry",
     "StorageToolkit",
     "Tool",
@@ -46,5 +55,6 @@ __all__ = [
     "Toolkit",
     "Worker",
     "WorkerStats",
+    "otel_config",
     "tool",
 ]

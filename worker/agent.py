@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import time
@@ -227,9 +228,10 @@ class Worker:
         await self._notify()
         try:
             chat_context = await self.init_chat_context()
-            toolkits = await self.get_message_toolkits(room=room, message=message)
-            await self.process_message(
-                chat_context=chat_context, room=room, message=message, toolkits=toolkits
+            toolkits = await _call_hook(self.get_message_toolkits, room=room, message=message)
+            await _call_hook(
+                self.process_message,
+                chat_context=chat_context, room=room, message=message, toolkits=toolkits,
             )
             self.stats.processed += 1
         except Exception as error:
@@ -264,10 +266,14 @@ class Worker:
         context.replace_rules(await self.get_rules())
         return context
 
-    async def get_message_toolkits(self, *, room: RoomClient, message: Any) -> list[Toolkit]:
-        """Local toolkits plus the ones ``requires`` names, resolved for this message."""
+    async def get_message_toolkits(
+        self, *, message: Any, room: RoomClient | None = None
+    ) -> list[Toolkit]:
+        """Local toolkits (bound to the room, so ``StorageToolkit()`` needs no argument)
+        plus the ones ``requires`` names, resolved for this message."""
+        room = room or self.room
         required = [await requirement.resolve(room) for requirement in self.requires]
-        return [*self.toolkits, *required]
+        return [*(toolkit.bound_to(room) for toolkit in self.toolkits), *required]
 
     def get_prompt_for_message(self, message: Any) -> str:
         """The ``prompt`` of the message if it has one, else the whole message as JSON."""
@@ -278,7 +284,7 @@ class Worker:
         return json.dumps(message)
 
     async def append_message_context(
-        self, *, room: RoomClient, message: Any, chat_context: ChatContext
+        self, *, message: Any, chat_context: ChatContext, room: RoomClient | None = None
     ) -> None:
         """Put the task into the context; override to add e.g. a file from storage."""
         chat_context.append_user_message(self.get_prompt_for_message(message))
@@ -287,16 +293,23 @@ class Worker:
         self,
         *,
         chat_context: ChatContext,
-        room: RoomClient,
         message: Any,
         toolkits: list[Toolkit],
+        room: RoomClient | None = None,
     ) -> Any:
-        """Run the LLM on the message until it answers; return the answer."""
+        """Run the LLM on the message until it answers; return the answer.
+
+        ``room`` is optional (the worker's room): overrides may leave it out, as the
+        MeshAgent docs' ``process_message(chat_context=, message=, toolkits=)`` does.
+        """
         if self.llm_adapter is None:
             raise RuntimeError(
                 "this worker has no llm_adapter; pass one or override process_message"
             )
-        await self.append_message_context(room=room, message=message, chat_context=chat_context)
+        room = room or self.room
+        await _call_hook(
+            self.append_message_context, room=room, message=message, chat_context=chat_context
+        )
         model = message.get("model") if isinstance(message, dict) else None
         return await self.llm_adapter.create_response(
             context=chat_context,
@@ -304,6 +317,19 @@ class Worker:
             model=model if isinstance(model, str) and model.strip() else None,
             tool_adapter=self.tool_adapter,
         )
+
+
+async def _call_hook(hook: Callable[..., Awaitable[Any]], *, room: RoomClient, **arguments: Any) -> Any:
+    """Call a hook, passing ``room`` only if it takes one: our hooks do, while overrides
+    written for the MeshAgent SDK (which has no ``room`` argument) leave it out."""
+    if _accepts(hook, "room"):
+        arguments["room"] = room
+    return await hook(**arguments)
+
+
+def _accepts(function: Callable[..., Any], name: str) -> bool:
+    parameters = inspect.signature(function).parameters.values()
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _summary(message: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from localmesh.protocol.tokens import ApiKey, AuthError, mint_token
 
@@ -26,8 +27,11 @@ class ServerTarget:
     api_url: str
     api_key: ApiKey
 
-    def token(self, room: str, name: str, role: str = "agent") -> str:
-        return mint_token(self.api_key, room=room, name=name, role=role)
+    def token(
+        self, room: str, name: str, role: str = "agent", api: dict[str, Any] | None = None
+    ) -> str:
+        """A participant token; ``api`` is its ``api`` grant (None: every section)."""
+        return mint_token(self.api_key, room=room, name=name, role=role, api=api)
 
 
 LocalKey = Callable[[], str | None]

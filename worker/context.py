@@ -28,8 +28,12 @@ class ChatContext:
         text = "\n".join(self.rules)
         return text if text.strip() else None
 
-    def append_user_message(self, text: str) -> dict[str, Any]:
-        item = {"role": "user", "content": text}
+    def append_user_message(self, text: str | None = None, *, message: str | None = None) -> dict[str, Any]:
+        """Add the user's text (``message=`` is the MeshAgent SDK's spelling)."""
+        content = text if text is not None else message
+        if content is None:
+            raise TypeError("append_user_message needs the text of the message")
+        item = {"role": "user", "content": content}
         self.messages.append(item)
         return item
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from localmesh.protocol.error_codes import UNEXPECTED_RESPONSE_TYPE
 from localmesh.protocol.wire import Content, as_content, control_open
@@ -88,6 +89,15 @@ class RoomClient:
         self.queues = QueuesClient(self)
         self.storage = StorageClient(self)
         self.developer = DeveloperClient(self)
+
+    @classmethod
+    def for_room_url(cls, room_url: str, token: str, **options: Any) -> RoomClient:
+        """A client for a full room URL (``ws://host:port/rooms/NAME``), the form a
+        ``room.call`` webhook hands to the service it calls."""
+        base, separator, room = room_url.split("?", 1)[0].rpartition("/rooms/")
+        if not separator or not base or not room or "/" in room:
+            raise ValueError(f"{room_url!r} is not a room URL (<server>/rooms/<name>)")
+        return cls(base, unquote(room), token, **options)
 
     # ------------------------------------------------------------ lifecycle
 

@@ -58,3 +58,7 @@ class ToolResponseAdapter:
     def error_output(self, error: BaseException) -> str:
         message = error.message if isinstance(error, RoomError) else str(error)
         return json.dumps({"error": f"unable to complete tool call: {message}"})
+
+
+# The MeshAgent SDK's name for it, so its samples run with only their imports changed.
+OpenAIResponsesToolResponseAdapter = ToolResponseAdapter

@@ -76,6 +76,11 @@ class Toolkit:
     def get(self, name: str) -> Tool | None:
         return next((t for t in self.tools if t.name == name), None)
 
+    def bound_to(self, room: RoomClient) -> Toolkit:
+        """This toolkit for use in ``room`` (a Worker binds its toolkits as it works).
+        Toolkits that do not need a room are returned as they are."""
+        return self
+
     def tool(
         self,
         function: ToolFunction | None = None,
@@ -282,12 +287,19 @@ class StorageToolkit(Toolkit):
 
     The room is the root of the tool's paths: ``/reports/a.txt`` is the room file
     ``reports/a.txt``. A read-only toolkit offers only the listing and reading tools.
+    Made without a room (``StorageToolkit()``, as in the MeshAgent docs), it works in the
+    room of the Worker that uses it.
     """
 
     def __init__(
-        self, room: RoomClient, *, read_only: bool = False, max_length: int = DEFAULT_MAX_LENGTH
+        self,
+        room: RoomClient | None = None,
+        *,
+        read_only: bool = False,
+        max_length: int = DEFAULT_MAX_LENGTH,
     ) -> None:
-        self.room = room
+        self._room = room
+        self.read_only = read_only
         self.max_length = max_length
         tools = [
             Tool("list_files_in_room", "List the files and folders at a path in the room.",
@@ -327,6 +339,19 @@ class StorageToolkit(Toolkit):
             name="storage", tools=tools, title="storage",
             description="read, write and list files in the room's storage",
         )
+
+    @property
+    def room(self) -> RoomClient:
+        if self._room is None:
+            raise ToolError(
+                "this StorageToolkit has no room: give it to a Worker, or pass StorageToolkit(room)"
+            )
+        return self._room
+
+    def bound_to(self, room: RoomClient) -> Toolkit:
+        if self._room is not None:
+            return self
+        return StorageToolkit(room, read_only=self.read_only, max_length=self.max_length)
 
     async def list_files_in_room(self, path: str) -> dict[str, Any]:
         entries = await self.room.storage.list(room_path(path))

@@ -26,7 +26,9 @@ ROOM = "files"
 
 
 @asynccontextmanager
-async def files_client(server, token: str | None = None, room: str = ROOM) -> AsyncIterator[TargetFilesClient]:
+async def files_client(
+    server, token: str | None = None, room: str = ROOM
+) -> AsyncIterator[TargetFilesClient]:
     async with Meshagent(base_url=server.url, token=token or server.api_key) as client:
         yield client.files.for_room(project_id=server.project_id, room_name=room)
 
