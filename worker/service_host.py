@@ -38,7 +38,8 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from .room import RoomClient
 
@@ -153,6 +154,7 @@ class ServiceHost:
             Route("/", self._liveness, methods=["GET"]),
             Route(WELL_KNOWN_PATH, self._describe, methods=["GET"]),
             *(Route(p.path, self._webhook_for(p), methods=["GET", "POST"]) for p in self.paths),
+            *(WebSocketRoute(p.path, self._refuse_websocket) for p in self.paths),
         ]
         return Starlette(routes=routes)
 
@@ -227,11 +229,14 @@ class ServiceHost:
 
         return webhook
 
+    async def _refuse_websocket(self, websocket: WebSocket) -> None:
+        # MeshAgent's host can also take the call over a websocket; rooms here always POST.
+        message = "localmesh's ServiceHost takes room.call as a POST webhook, not over a websocket"
+        logger.warning("refused a websocket call to %s", websocket.url.path)
+        await websocket.send_denial_response(JSONResponse({"error": message}, status_code=501))
+
     async def _webhook(self, request: Request, service_path: ServicePath) -> Response:
         if request.method == "GET":
-            if request.headers.get("upgrade"):
-                raise CallRefused(501, "localmesh's ServiceHost takes room.call as a POST webhook, "
-                                       "not over a websocket")
             raise CallRefused(405, f"POST a room.call webhook to {service_path.path}")
         body = await request.body()
         try:
