@@ -66,7 +66,8 @@ def test_the_documented_constructors_exist() -> None:
     (backoff,) = re.findall(r"`(Backoff\([^`]*\))`", doc)
     # ``attempts`` is the dataclass's state, not an option.
     _assert_same_signature(_documented_signature(backoff), inspect.signature(Backoff), ("attempts",))
-    (storage,) = re.findall(r"`(StorageToolkit\([^`]*\))`", doc)
+    # the signature, not the `StorageToolkit()` calls the prose shows
+    (storage,) = [s for s in re.findall(r"`(StorageToolkit\([^`]*\))`", doc) if "*" in s]
     _assert_same_signature(_documented_signature(storage), inspect.signature(StorageToolkit.__init__))
 
 
@@ -203,3 +204,15 @@ def test_the_benchmark_options_exist() -> None:
     assert result.returncode == 0, result.stderr
     assert {"--quick", "--messages", "--rounds", "--file-mb", "--update-docs"} <= options
     assert [o for o in options if o not in result.stdout] == []
+
+
+def test_the_service_sample_block_compiles_and_imports_real_names() -> None:
+    import localmesh.worker
+
+    code = block(WORKER_MD, "python", "from localmesh.worker import (OpenAIResponsesAdapter")
+    compile(code, WORKER_MD, "exec")
+    imported = re.search(r"from localmesh\.worker import \(([^)]*)\)", code).group(1)
+    names = [name.strip() for name in imported.replace("\n", " ").split(",") if name.strip()]
+    assert names and all(hasattr(localmesh.worker, name) for name in names), names
+    example = (ROOT / "examples" / "worker-service" / "main.py").read_text(encoding="utf-8")
+    assert all(name in example for name in names)  # the doc shows the example's API

@@ -108,3 +108,11 @@ async def test_files_written_by_the_cli_are_the_rooms_files(tmp_path: Path):
         code, out = await run(env, MESHAGENT, "room", "storage", "get", "room://shared/out.txt",
                               "--room", ROOM)
         assert code == 0 and out == "from the room\n", out
+
+        # the top-level `files` group is the same commands; `config` and `version` read /config
+        code, out = await run(env, MESHAGENT, "files", "ls", "-r", "room://", "--room", ROOM)
+        assert code == 0 and out.split() == ["shared/", "in.txt", "out.txt"], out
+        code, out = await run(env, MESHAGENT, "config", "get", "domains.files")
+        assert code == 0 and out.strip() == f"{server.url}/files", out
+        code, out = await run(env, MESHAGENT, "version")
+        assert code == 0 and "server: 0.56.0" in out, out
