@@ -63,14 +63,15 @@ class ServiceRunError(Exception):
 
 
 def program_argv(command: str) -> list[str]:
-    """The argv for COMMAND, as ``meshagent service run`` builds it: ``.py`` files run
-    with Python (ours), ``.dart`` with ``dart run``, anything else as a shell-style line."""
+    """The argv for COMMAND, as ``meshagent service run`` builds it: a ``.py`` file runs
+    with Python (ours), a ``.dart`` file with ``dart run``, anything else as a shell-style
+    line. Unlike the real CLI, arguments may follow the file (``main.py --debug``)."""
     parts = shlex.split(command)
     if not parts:
         raise ServiceRunError("the command is empty", 2)
-    if command.endswith(".py"):
+    if parts[0].endswith(".py"):
         return [sys.executable, *parts]
-    if command.endswith(".dart"):
+    if parts[0].endswith(".dart"):
         return ["dart", "run", *parts]
     return parts
 
