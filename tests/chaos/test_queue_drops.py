@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import pytest
 from meshagent.api import RoomException
 
+from localmesh.fixtures.delivery import DeliveryHistory, check_delivery
 from localmesh.fixtures.sdk import connect_meshagent_room
 from localmesh.worker.backoff import Backoff
 from localmesh.worker.errors import RoomError
@@ -35,18 +36,16 @@ QUEUES = ["q0", "q1"]
 
 
 @dataclass
-class Ledger:
-    acked: set[tuple[str, int]] = field(default_factory=set)
-    unsure: set[tuple[str, int]] = field(default_factory=set)  # send failed: in or not
-    received: list[tuple[str, int]] = field(default_factory=list)
-    failed_receives: int = 0
+class Progress:
+    """Counts finished sends, so drops can be spread over the run."""
+
     sent_count: int = 0
-    progress: asyncio.Condition = field(default_factory=asyncio.Condition)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def tick(self) -> None:
         self.sent_count += 1
-        async with self.progress:
-            self.progress.notify_all()
+        async with self.changed:
+            self.changed.notify_all()
 
 
 class Api:
@@ -137,41 +136,37 @@ def _key(message) -> tuple[str, int]:
 async def test_drops_at_random_points(server, seed):
     rng = random.Random(seed)
     server.long_poll_window = rng.choice([0.002, 0.005, 0.01])
-    ledger = Ledger()
+    history = DeliveryHistory()
+    progress = Progress()
     per_producer = 40
     stop = asyncio.Event()
 
     async def produce(api: Api, name: str) -> None:
         for i in range(per_producer):
-            key = (name, i)
+            queue = QUEUES[i % 2]
             try:
                 async with asyncio.timeout(BOUND):
-                    await api.send(QUEUES[i % 2], {"p": name, "i": i})
-                ledger.acked.add(key)
+                    await history.send(queue, (name, i), api.send(queue, {"p": name, "i": i}),
+                                       client=api.name)
             except (RoomError, RoomException):
-                ledger.unsure.add(key)
                 await api.recovered()
-            await ledger.tick()
+            await progress.tick()
 
     async def consume(api: Api, queue: str) -> None:
         while not stop.is_set():
             try:
                 async with asyncio.timeout(BOUND):
-                    got = await api.receive(queue)
+                    await history.receive(queue, api.receive(queue), key=_key, client=api.name)
             except (RoomError, RoomException):
-                ledger.failed_receives += 1
                 await api.recovered()
-                continue
-            if got is not None:
-                ledger.received.append(_key(got))
 
     async def drop_now_and_then(drops: int) -> int:
         total = per_producer * 4
         thresholds = sorted(rng.randrange(1, total) for _ in range(drops))
         done = 0
         for threshold in thresholds:
-            async with ledger.progress:
-                await ledger.progress.wait_for(lambda t=threshold: ledger.sent_count >= t)
+            async with progress.changed:
+                await progress.changed.wait_for(lambda t=threshold: progress.sent_count >= t)
             done += await server.drop_connections(ROOM) > 0
         return done
 
@@ -188,17 +183,16 @@ async def test_drops_at_random_points(server, seed):
             await asyncio.gather(*consuming)
             await server.state.queues.settle()
 
-    remaining = []
     for queue in QUEUES:
+        left = []
         while (got := await server.state.queues.receive(ROOM, queue, wait=False)) is not None:
-            remaining.append(_key(got))
-    seen = ledger.received + remaining
-    assert len(seen) == len(set(seen)), "a message was delivered twice"
-    assert set(seen) <= ledger.acked | ledger.unsure, "a message nobody sent"
-    lost = ledger.acked - set(seen)
-    assert len(lost) <= ledger.failed_receives, (
-        f"{len(lost)} acknowledged messages lost with only {ledger.failed_receives} failed "
-        f"receives: {sorted(lost)}")
+            left.append(_key(got))
+        history.left_in_queue(queue, left)
+    # Loss, duplicates and phantoms as MeshAgent promises them (at-most-once). Order is not
+    # judged: several producers and consumers share each queue while connections drop.
+    report = check_delivery(history)
+    report.assert_ok()
+    assert report.sent > 0 and report.delivered > 0
 
 
 async def test_drops_between_receives_lose_nothing_and_keep_order(server):
@@ -207,23 +201,22 @@ async def test_drops_between_receives_lose_nothing_and_keep_order(server):
     rng = random.Random(11)
     server.long_poll_window = 0.005
     per_producer = 20
+    history = DeliveryHistory()
     async with AsyncExitStack() as stack:
         producers = await _clients(stack, server, 2, "tx", rng)
         (consumer, sdk_consumer) = await _clients(stack, server, 2, "rx", rng)
-        acked: list[tuple[str, int]] = []
-        received: list[tuple[str, int]] = []
 
         async def produce(api: Api, name: str) -> None:
-            for i in range(per_producer):
-                await api.send("solo", {"p": name, "i": i})  # no drop before all are sent
-                acked.append((name, i))
+            for i in range(per_producer):  # no drop before all are sent
+                await history.send("solo", (name, i), api.send("solo", {"p": name, "i": i}))
 
         async with asyncio.timeout(BOUND):
             await asyncio.gather(*(produce(api, f"p{i}") for i, api in enumerate(producers)))
-            total = len(acked)
+            total = per_producer * len(producers)
             drops = 0
             turn = 0
-            while len(received) < total:
+            received = 0
+            while received < total:
                 api = consumer if turn % 2 == 0 else sdk_consumer  # one receive at a time
                 turn += 1
                 try:
@@ -233,11 +226,12 @@ async def test_drops_between_receives_lose_nothing_and_keep_order(server):
                     await api.recovered()
                     continue
                 if got is not None:
-                    received.append(_key(got))
+                    # recorded only once it succeeded: a receive the server never saw took nothing
+                    op = history.invoke("receive", "solo", client=api.name)
+                    history.complete(op, _key(got))
+                    received += 1
                 if rng.random() < 0.15:
                     drops += await server.drop_connections(ROOM) > 0
         assert drops > 0
-    assert sorted(received) == sorted(acked)
-    for name in ("p0", "p1"):
-        mine = [i for p, i in received if p == name]
-        assert mine == sorted(mine), f"{name}'s messages out of order: {mine}"
+    history.left_in_queue("solo", [])
+    check_delivery(history, failed_receive_may_lose=False).assert_ok()
