@@ -29,7 +29,7 @@ class Queues:
         self._store = store
         self.long_poll_window = long_poll_window
         self._known: set[_QueueKey] = set()
-        self._waiters: dict[_QueueKey, deque[asyncio.Future[tuple[int, str]]]] = {}
+        self._waiters: dict[_QueueKey, deque[asyncio.Future[tuple[int, str] | None]]] = {}
         self._locks: dict[_QueueKey, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._waiter_added = asyncio.Event()  # replaced each time it fires (test hook)
@@ -124,7 +124,8 @@ class Queues:
                     return popped
             if not wait:
                 return None
-            waiter: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+            # resolved with a message, or None when released (see release)
+            waiter: asyncio.Future[tuple[int, str] | None] = asyncio.get_running_loop().create_future()
             waiters.append(waiter)
             self._waiter_added.set()
             self._waiter_added = asyncio.Event()
@@ -137,7 +138,7 @@ class Queues:
                 return waiter.result()
             return None
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
                 self.put_back_soon(room, name, waiter.result())
             raise
         finally:
@@ -184,6 +185,16 @@ class Queues:
         """``_put_back`` in a task of its own: callers are usually being cancelled."""
         self._in_background(self._put_back((room, name), popped))
 
+    def release(self, room: str, name: str) -> int:
+        """End every long poll waiting on ``name`` now, empty-handed, as if its window had
+        closed; the number released. The harness stops workers promptly with it."""
+        released = 0
+        for waiter in self._waiters.get((room, name), ()):
+            if not waiter.done():
+                waiter.set_result(None)
+                released += 1
+        return released
+
     def waiting(self, room: str, name: str) -> int:
         """How many receivers are long-polling ``name`` now."""
         return sum(not w.done() for w in self._waiters.get((room, name), ()))
@@ -192,6 +203,15 @@ class Queues:
         """Return once ``count`` receivers are long-polling ``name`` (for tests)."""
         while self.waiting(room, name) < count:
             await self._waiter_added.wait()
+
+    async def until_idle(self, room: str, name: str) -> None:
+        """Return once ``name`` is empty and a receiver is long-polling it again (for tests: a
+        worker that polls again has handled everything it took)."""
+        while True:
+            added = self._waiter_added  # set when the next waiter arrives
+            if self.waiting(room, name) and not (await self._store.queue_sizes(room)).get(name):
+                return
+            await added.wait()
 
     async def drain(self, room: str, name: str) -> None:
         await self._require(room, name, create=False)
