@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import signal
 from pathlib import Path
@@ -100,3 +101,45 @@ def token(
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
     key = asyncio.run(local_project_key(data_dir))
     typer.echo(mint_token(key, room=room, name=name, role=role))
+
+
+llm_app = typer.Typer(help="The scripted LLM: record a real conversation into a script.",
+                      no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("record")
+def llm_record(
+    upstream: Annotated[str, typer.Option(
+        help="The real OpenAI-compatible base URL to record, e.g. https://api.openai.com/v1.")],
+    out: Annotated[Path, typer.Option(help="The script file to write (rewritten after each exchange).")],
+    port: Annotated[int, typer.Option(help="Port of the recording proxy on 127.0.0.1.")] = 8766,
+    api_key_env: Annotated[str | None, typer.Option(
+        help="Take the upstream key from this environment variable instead of the client's "
+             "Authorization header. The key is never written to the script.")] = None,
+) -> None:
+    """Forward OpenAI Responses requests to UPSTREAM and write each exchange into a script
+    that `localmesh serve --llm-script OUT` replays offline. Point your client's
+    OPENAI_BASE_URL at the proxy's /v1 (request mode; websocket mode is not recorded)."""
+    from localmesh.emulator.llm.record_proxy import RecordingProxy
+
+    api_key = os.environ.get(api_key_env) if api_key_env else None
+    if api_key_env and not api_key:
+        raise typer.BadParameter(f"${api_key_env} is not set", param_hint="--api-key-env")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with RecordingProxy(upstream, out, api_key=api_key, port=port) as proxy:
+            typer.echo(f"recording {upstream} into {out}", err=True)
+            typer.echo(f"export OPENAI_BASE_URL={proxy.url}/v1", err=True)
+            await stop.wait()
+        typer.echo(f"localmesh: {len(proxy.recording.exchanges)} exchange(s) in {out}", err=True)
+
+    try:
+        asyncio.run(run())
+    except OSError as error:
+        typer.echo(f"localmesh: {error}", err=True)
+        raise typer.Exit(1) from None

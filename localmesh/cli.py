@@ -25,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.registered_commands.extend(emulator_app.registered_commands)
+app.registered_groups.extend(emulator_app.registered_groups)
 app.add_typer(worker_cli.worker_app, name="worker")
 app.add_typer(worker_cli.room_app, name="room")
 app.add_typer(service_app, name="service")
