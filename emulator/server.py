@@ -171,6 +171,7 @@ class RoomServer:
 
 
 def environment(url: str, api_key: str, project_id: str) -> dict[str, str]:
+    """What the real SDK and CLI (and plain LLM clients) read to reach the server at ``url``."""
     return {
         "MESHAGENT_API_URL": url,
         # An active CLI profile's URL wins over MESHAGENT_API_URL for rooms; this does not.
@@ -178,4 +179,19 @@ def environment(url: str, api_key: str, project_id: str) -> dict[str, str]:
         "MESHAGENT_API_KEY": api_key,
         "MESHAGENT_PROJECT_ID": project_id,
         "MESHAGENT_DISABLE_VERSION_CHECK": "1",
+        # The LLM proxy's providers, as `meshagent room connect` exports them: the SDK derives
+        # the same URLs from MESHAGENT_API_URL, but some of its paths (grok-* models under
+        # `meshagent process`) and plain OpenAI/Anthropic clients read only these.
+        **llm_environment(url),
+    }
+
+
+def llm_environment(url: str) -> dict[str, str]:
+    """The base URL of each scripted LLM provider served at ``url``."""
+    base = url.rstrip("/")
+    return {
+        "OPENAI_BASE_URL": f"{base}/openai/v1",
+        "ANTHROPIC_BASE_URL": f"{base}/anthropic",
+        "GROK_BASE_URL": f"{base}/grok/v1",
+        "XAI_BASE_URL": f"{base}/grok/v1",
     }

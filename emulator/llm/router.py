@@ -1,4 +1,5 @@
-"""The OpenAI Responses endpoint (websocket and HTTP/SSE) and the admin API, as a FastAPI router."""
+"""The scripted LLM as a FastAPI router: the providers' endpoints, the Responses websocket and
+the admin API."""
 
 from __future__ import annotations
 
@@ -8,14 +9,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
 
 from localmesh.scripted_llm import responses
 from localmesh.scripted_llm.errors import AuthError, ScriptedError, ScriptError
 from localmesh.scripted_llm.player import Reply
 from localmesh.scripted_llm.script import loads_script
-from localmesh.scripted_llm.transport import answer_http
 
+from .endpoints import add_provider_routes
 from .hub import LLMHub
 
 # Takes the request's Authorization header value (None when it has none).
@@ -31,32 +31,32 @@ def _openai_error(status: int, message: str, headers: dict[str, str] | None = No
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-class _DroppedResponse(Response):
-    """Starts a 200 reply and ends without a body: uvicorn then closes the connection,
-    which the client sees as a broken response (a connection error)."""
-
-    def __init__(self, media_type: str) -> None:
-        super().__init__(status_code=200, media_type=media_type)
-        # No content-length: the body is then chunked, and the cut shows as a broken stream.
-        self.raw_headers = [(b"content-type", media_type.encode())]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+def credential(headers: Mapping[str, str]) -> str | None:
+    """The Authorization value to check: the bearer token, else ``x-api-key`` (what Anthropic
+    clients send) as a bearer token, as MeshAgent's LLM proxy reads them."""
+    authorization = headers.get("authorization")
+    if authorization is not None and authorization.lower().startswith("bearer "):
+        return authorization
+    api_key = (headers.get("x-api-key") or "").strip()
+    return f"Bearer {api_key}" if api_key else authorization
 
 
 def create_llm_router(hub: LLMHub, authenticate: Authenticate) -> APIRouter:
-    """Serve ``hub`` at ``/openai/v1/responses`` and ``/_localmesh/llm/...``.
+    """Serve ``hub`` under ``/openai/v1``, ``/anthropic`` and ``/grok/v1`` (see
+    ``endpoints.py``), and the admin API under ``/_localmesh/llm/...``.
 
     ``authenticate(authorization_header_or_None)`` returns the bearer token's room, or ``None``
     for the local API key (the room then comes from the ``X-Localmesh-Room`` header, else
-    ``"default"``), and raises ``AuthError`` for a refused token. The admin API requires the
-    local API key.
+    ``"default"``), and raises ``AuthError`` for a refused token. LLM requests may carry the
+    token as ``x-api-key`` instead. The admin API requires the local API key.
     """
     router = APIRouter()
 
     async def room_of(headers: Mapping[str, str]) -> str:
-        room = await authenticate(headers.get("authorization"))
+        room = await authenticate(credential(headers))
         return room if room is not None else headers.get(ROOM_HEADER) or DEFAULT_ROOM
+
+    add_provider_routes(router, hub, room_of)
 
     async def admin_denied(request: Request) -> JSONResponse | None:
         try:
@@ -66,24 +66,6 @@ def create_llm_router(hub: LLMHub, authenticate: Authenticate) -> APIRouter:
         if room is not None:
             return _openai_error(403, "the localmesh admin API needs the local API key, not a room token")
         return None
-
-    @router.post(RESPONSES_PATH)
-    async def create_response(request: Request) -> Response:
-        try:
-            room = await room_of(request.headers)
-        except AuthError as error:
-            return _openai_error(401, str(error))
-        try:
-            body = json.loads(await request.body())
-        except ValueError as error:
-            return _openai_error(400, f"We could not parse the JSON body of your request: {error}")
-        if not isinstance(body, dict):
-            return _openai_error(400, "the request body must be a JSON object")
-        http = await answer_http(hub.player(room), body)
-        if http is None:
-            stream = body.get("stream") is True
-            return _DroppedResponse("text/event-stream" if stream else "application/json")
-        return Response(http.body, http.status, headers=http.headers, media_type=http.media_type)
 
     @router.websocket(RESPONSES_PATH)
     async def responses_socket(websocket: WebSocket) -> None:

@@ -30,7 +30,8 @@ class ScriptedError(Exception):
     Raised by ``ScriptPlayer.respond`` for scripted ``error`` answers and for requests that no
     rule matches. ``retry_after`` (seconds) becomes a ``retry-after`` header; ``event`` asks for
     an in-stream ``error`` event rather than an HTTP status when the transport streams.
-    ``fatal`` marks localmesh's own refusals (no rule matched, unknown previous response).
+    ``fatal`` marks localmesh's own refusals (no rule matched, unknown previous response, a
+    malformed body).
     """
 
     def __init__(
@@ -43,15 +44,18 @@ class ScriptedError(Exception):
         code: str | None = None,
         event: bool = False,
         fatal: bool = False,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.retry_after = retry_after
         self.type = type or _default_type(status)
+        self.given_type = type  # what the script asked for; wire formats map the status otherwise
         self.code = code
         self.event = event
         self.fatal = fatal
+        self.param = param  # the request field a refusal is about, for OpenAI's error body
 
     def to_dict(self) -> dict[str, object]:
         """The JSON form used in transcripts."""

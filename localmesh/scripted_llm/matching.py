@@ -31,6 +31,8 @@ class RequestFacts:
     user_text: str | None  # the latest user message, None when there is none
     turn: int  # 1 + the number of assistant replies already in the history
     tool_results: tuple[ToolResult, ...]  # function_call_outputs after the last assistant reply
+    provider: str = "openai"  # who was asked: openai, anthropic, grok
+    api: str = "responses"  # the wire format: responses, chat.completions, messages
 
 
 def is_assistant_item(item: Any) -> bool:
@@ -72,7 +74,9 @@ def count_turn(history: Sequence[Any]) -> int:
     return runs + 1
 
 
-def request_facts(request: dict[str, Any], history: Sequence[Any]) -> RequestFacts:
+def request_facts(
+    request: dict[str, Any], history: Sequence[Any], *, provider: str = "openai", api: str = "responses"
+) -> RequestFacts:
     """The facts rules can match on. ``history`` is the full input, oldest first."""
     user_text: str | None = None
     last_assistant = -1
@@ -106,6 +110,8 @@ def request_facts(request: dict[str, Any], history: Sequence[Any]) -> RequestFac
         user_text=user_text,
         turn=count_turn(history),
         tool_results=tuple(results),
+        provider=provider,
+        api=api,
     )
 
 
@@ -136,6 +142,10 @@ def mismatch(match: Match, facts: RequestFacts) -> str | None:
     """``None`` when every condition holds, else why the first failing one failed."""
     if match.turn is not None and facts.turn != match.turn:
         return f"turn is {facts.turn}, not {match.turn}"
+    if match.provider is not None and not match.provider.fullmatch(facts.provider):
+        return f"provider {facts.provider!r} did not match /{match.provider.pattern}/"
+    if match.api is not None and not match.api.fullmatch(facts.api):
+        return f"api {facts.api!r} did not match /{match.api.pattern}/"
     if match.model is not None and not match.model.fullmatch(facts.model):
         return f"model {facts.model!r} did not match /{match.model.pattern}/"
     if match.instructions is not None:

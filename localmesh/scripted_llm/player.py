@@ -1,6 +1,8 @@
-"""``ScriptPlayer``: answers Responses requests from a script, and keeps the transcript.
+"""``ScriptPlayer``: answers LLM requests from a script, and keeps the transcript.
 
-A player belongs to one room. Ids are counters (``resp_0001``, ``fc_0002``, ``msg_0003``,
+It decides on OpenAI Responses shapes; a request in another API (Anthropic Messages, Chat
+Completions) goes through its wire format (``providers``) on the way in and out. A player
+belongs to one room. Ids are counters (``resp_0001``, ``fc_0002``, ``msg_0003``,
 ``conv_0001``) and ``created_at`` comes from an injectable clock (0 by default), so the same
 script and the same requests always give byte-identical transcripts.
 """
@@ -11,13 +13,14 @@ import asyncio
 import copy
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import responses
 from .conversations import Conversations, request_input
 from .errors import ScriptedDrop, ScriptedError
 from .matching import RequestFacts, count_turn, mismatch, request_facts
+from .providers import RESPONSES, WireFormat
 from .script import Answer, Rule, Script
 from .transcript import TranscriptEntry
 
@@ -39,6 +42,15 @@ class Reply:
     @property
     def dropped(self) -> bool:
         return isinstance(self.error, ScriptedDrop)
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """Who was asked, in which API, for which model: what a transcript entry names."""
+
+    provider: str
+    api: str
+    model: str | None
 
 
 def _quote(text: str | None, limit: int = 60) -> str:
@@ -86,17 +98,26 @@ class ScriptPlayer:
 
     # ------------------------------------------------------------ answering
 
-    async def respond(self, request: dict[str, Any], conversation: str | None = None) -> dict[str, Any]:
-        """Answer one Responses request body (the JSON the OpenAI client sends) in Python.
+    async def respond(
+        self,
+        request: dict[str, Any],
+        conversation: str | None = None,
+        *,
+        wire: WireFormat = RESPONSES,
+        provider: str = "openai",
+    ) -> dict[str, Any]:
+        """Answer one request body (the JSON the client sends) in Python.
 
-        ``conversation`` names the conversation explicitly (e.g. a session id); with ``None``
-        it is derived from ``previous_response_id`` or from the output items the input echoes.
-        Returns the Response JSON dict. Sleeps for a rule's ``delay`` first (with the
+        ``request`` is in ``wire``'s format, an OpenAI Responses body by default
+        (``localmesh.scripted_llm.providers`` has the others). ``conversation`` names the
+        conversation explicitly (e.g. a session id); with ``None`` it is derived from
+        ``previous_response_id`` or from the output items the input echoes.
+        Returns the reply body in ``wire``'s format. Sleeps for a rule's ``delay`` first (with the
         injected ``sleep``). Raises ``ScriptedError`` (``status``, ``message``, ``retry_after``)
         for error answers and unmatched requests, and ``ScriptedDrop`` (a ``ScriptedError``)
         for ``drop`` answers. Recorded in the transcript with transport ``python``.
         """
-        reply = self.play(request, conversation, transport="python")
+        reply = self.play(request, conversation, transport="python", wire=wire, provider=provider)
         if reply.delay:
             await self.sleep(reply.delay)
         if reply.error is not None:
@@ -105,31 +126,46 @@ class ScriptPlayer:
         return reply.response
 
     def play(
-        self, request: dict[str, Any], conversation: str | None = None, *, transport: str = "python"
+        self,
+        request: dict[str, Any],
+        conversation: str | None = None,
+        *,
+        transport: str = "python",
+        wire: WireFormat = RESPONSES,
+        provider: str = "openai",
     ) -> Reply:
         """Decide the answer to ``request`` and record it, without waiting or raising.
 
-        Transports call this, then wait ``reply.delay`` and deliver the response or error.
+        ``request`` is a body in ``wire``'s format (OpenAI Responses by default), and the
+        reply's ``response`` is in that format too; ``provider`` names who was asked
+        (``openai``, ``anthropic``, ``grok``), for rules and the transcript. Transports call
+        this, then wait ``reply.delay`` and deliver the response or error.
         """
+        model = request.get("model")
+        asked = _Asked(provider, wire.api, model if isinstance(model, str) else None)
         try:
-            history, previous = self._conversations.expand(request)
+            engine_request = wire.engine_request(request)
+            history, previous = self._conversations.expand(engine_request)
         except ScriptedError as error:
-            items = request_input(request) if isinstance(request.get("input", []), list | str) else []
+            body = request if wire is RESPONSES else {}
+            items = request_input(body) if isinstance(body.get("input", []), list | str) else []
             reply = Reply(conversation, count_turn(items), None, error=error)
-            return self._record(request, reply, transport)
+            return self._record(request, reply, transport, asked)
         conv = self._conversations.identify(history, conversation, previous)
-        facts = request_facts(request, history)
+        facts = request_facts(engine_request, history, provider=provider, api=wire.api)
         rule, reasons = self._choose(facts)
         if rule is None and self.script.fallback is None:
             error = ScriptedError(400, self._no_match_message(facts, reasons), fatal=True)
-            return self._record(request, Reply(conv, facts.turn, None, error=error), transport)
+            return self._record(request, Reply(conv, facts.turn, None, error=error), transport, asked)
         answer = rule.answer if rule is not None else self.script.fallback
         assert answer is not None
         label = rule.label if rule is not None else "fallback"
         if rule is not None:
             self._uses[rule.index] = self._uses.get(rule.index, 0) + 1
-        reply = self._answer(request, history, conv, facts.turn, label, rule, answer)
-        return self._record(request, reply, transport)
+        reply = self._answer(engine_request, history, conv, facts.turn, label, rule, answer)
+        if reply.response is not None:
+            reply = replace(reply, response=wire.wire_response(reply.response, request))
+        return self._record(request, reply, transport, asked)
 
     def _choose(self, facts: RequestFacts) -> tuple[Rule | None, list[str]]:
         reasons = []
@@ -217,11 +253,14 @@ class ScriptPlayer:
         self._ids[counter] += 1
         return f"{prefix}_{self._ids[counter]:04d}"
 
-    def _record(self, request: dict[str, Any], reply: Reply, transport: str) -> Reply:
+    def _record(self, request: dict[str, Any], reply: Reply, transport: str, asked: _Asked) -> Reply:
         self._ids["entry"] += 1
         entry = TranscriptEntry(
             index=self._ids["entry"],
             room=self.room,
+            provider=asked.provider,
+            api=asked.api,
+            model=asked.model,
             conversation=reply.conversation,
             turn=reply.turn,
             rule=reply.rule,

@@ -99,7 +99,7 @@ def error_body(error: ScriptedError) -> dict[str, Any]:
         "error": {
             "message": error.message,
             "type": error.type,
-            "param": None,
+            "param": error.param,
             "code": error.code,
         }
     }

@@ -42,6 +42,8 @@ class Match:
     tool_result: bool | ToolResultMatch | None = None
     model: re.Pattern[str] | None = None
     turn: int | None = None
+    provider: re.Pattern[str] | None = None  # openai, anthropic, grok
+    api: re.Pattern[str] | None = None  # responses, chat.completions, messages
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,8 @@ _MATCH = {
         "user": {"type": "string"},
         "instructions": {"type": "string"},
         "model": {"type": "string"},
+        "provider": {"type": "string"},
+        "api": {"type": "string"},
         "turn": {"type": "integer", "minimum": 1},
         # A boolean, or an object whose keys are checked only when it is one.
         "tool_result": {
@@ -311,6 +315,8 @@ class _Builder:
             tool_result=tool_result,
             model=rx("model"),
             turn=int(turn) if turn is not None else None,
+            provider=rx("provider"),
+            api=rx("api"),
         )
 
     def answer(self, data: Mapping[str, Any], path: list[Any]) -> Answer:

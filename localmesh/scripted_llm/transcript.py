@@ -14,7 +14,10 @@ class TranscriptEntry:
 
     ``rule`` is the rule's name (or ``rules[i]``), ``"fallback"``, or ``None`` when nothing
     matched. Exactly one of ``response`` / ``error`` is set; a drop has ``dropped`` and an error.
-    ``transport`` is ``websocket``, ``request``, ``stream`` (SSE) or ``python``.
+    ``transport`` is ``websocket``, ``request``, ``stream`` (SSE) or ``python``. ``provider``
+    is who was asked (``openai``, ``anthropic``, ``grok``), ``api`` the wire format
+    (``responses``, ``chat.completions``, ``messages``), ``model`` the request's model (``None``
+    when it named none); ``request`` and ``response`` are in that API's shapes.
     """
 
     index: int
@@ -28,11 +31,17 @@ class TranscriptEntry:
     error: dict[str, Any] | None = None
     dropped: bool = False
     delay: float = 0.0
+    provider: str = "openai"
+    api: str = "responses"
+    model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "room": self.room,
+            "provider": self.provider,
+            "api": self.api,
+            "model": self.model,
             "conversation": self.conversation,
             "turn": self.turn,
             "rule": self.rule,

@@ -1,23 +1,26 @@
-"""Answering an HTTP ``POST /responses`` body, shared by the router and the respx fixture."""
+"""Answering an HTTP request body, shared by the router and the respx fixtures."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import responses
 from .player import ScriptPlayer
+from .providers import RESPONSES, WireFormat
 from .responses import HttpReply
 
 
-async def answer_http(player: ScriptPlayer, body: dict[str, Any]) -> HttpReply | None:
-    """Play the request, wait its delay, and give the reply; ``None`` means cut the connection."""
-    stream = body.get("stream") is True
-    reply = player.play(body, transport="stream" if stream else "request")
+async def answer_http(
+    player: ScriptPlayer, body: dict[str, Any], *, wire: WireFormat = RESPONSES, provider: str = "openai"
+) -> HttpReply | None:
+    """Play the request, wait its delay, and give the reply in ``wire``'s shapes; ``None``
+    means cut the connection."""
+    stream = wire.streams(body)
+    reply = player.play(body, transport="stream" if stream else "request", wire=wire, provider=provider)
     if reply.delay:
         await player.sleep(reply.delay)
     if reply.dropped:
         return None
     if reply.error is not None:
-        return responses.http_error(reply.error, stream=stream)
+        return wire.http_error(reply.error, stream=stream)
     assert reply.response is not None
-    return responses.http_response(reply.response, stream=stream)
+    return wire.http_response(reply.response, body, stream=stream)

@@ -117,7 +117,7 @@ def test_json_text_and_a_fallback_only_script_are_valid() -> None:
         (
             "rules: [{answer: {text: x}, match: {usr: x}}]",
             "t.yaml: rules[0].match: unknown key 'usr' "
-            "(allowed: user, instructions, model, turn, tool_result)",
+            "(allowed: user, instructions, model, provider, api, turn, tool_result)",
         ),
         (
             "rules: [{answer: {text: x}, match: {tool_result: {callid: c}}}]",

@@ -1,0 +1,148 @@
+"""The LLM proxy's HTTP endpoints: one route per provider and API, all played by one engine.
+
+Like MeshAgent's LLM proxy, the providers live under the API URL: ``/openai/v1``,
+``/anthropic`` and ``/grok/v1``. Each endpoint only picks the wire format and the provider
+name; the room's player answers. Anything else under those prefixes gets the provider's
+error shape, saying what localmesh serves there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from localmesh.scripted_llm.errors import AuthError, ScriptedError
+from localmesh.scripted_llm.providers import ANTHROPIC_MESSAGES, CHAT_COMPLETIONS, RESPONSES, WireFormat
+from localmesh.scripted_llm.responses import HttpReply
+from localmesh.scripted_llm.transport import answer_http
+
+from .hub import LLMHub
+
+# The room a request speaks for, from its headers; raises AuthError to refuse it.
+RoomOf = Callable[[Mapping[str, str]], Awaitable[str]]
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    provider: str  # openai | anthropic | grok: what transcripts and `match.provider` see
+    wire: WireFormat
+
+
+ENDPOINTS = (
+    Endpoint("/openai/v1/responses", "openai", RESPONSES),
+    Endpoint("/openai/v1/chat/completions", "openai", CHAT_COMPLETIONS),
+    Endpoint("/anthropic/v1/messages", "anthropic", ANTHROPIC_MESSAGES),
+    # MeshAgent's proxy serves grok-* models both ways: Responses, and Anthropic's Messages.
+    Endpoint("/grok/v1/responses", "grok", RESPONSES),
+    Endpoint("/grok/v1/messages", "grok", ANTHROPIC_MESSAGES),
+)
+COUNT_TOKENS = ("/anthropic/v1/messages/count_tokens", "/grok/v1/messages/count_tokens")
+
+
+@dataclass(frozen=True)
+class Prefix:
+    path: str
+    wire: WireFormat  # whose error shape answers an unknown path
+    serves: str
+
+
+PREFIXES = (
+    Prefix("/openai/v1", RESPONSES,
+           "POST /openai/v1/responses (JSON, SSE, and websocket) and POST /openai/v1/chat/completions"),
+    Prefix("/anthropic", ANTHROPIC_MESSAGES,
+           "POST /anthropic/v1/messages (JSON and SSE) and POST /anthropic/v1/messages/count_tokens"),
+    Prefix("/grok/v1", RESPONSES,
+           "POST /grok/v1/responses and POST /grok/v1/messages "
+           "(the two ways MeshAgent's proxy serves grok-* models)"),
+)
+
+
+class _DroppedResponse(Response):
+    """Starts a 200 reply and ends without a body: uvicorn then closes the connection,
+    which the client sees as a broken response (a connection error)."""
+
+    def __init__(self, media_type: str) -> None:
+        super().__init__(status_code=200, media_type=media_type)
+        # No content-length: the body is then chunked, and the cut shows as a broken stream.
+        self.raw_headers = [(b"content-type", media_type.encode())]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+
+
+def _send(reply: HttpReply) -> Response:
+    return Response(reply.body, reply.status, headers=reply.headers, media_type=reply.media_type)
+
+
+def _refuse(wire: WireFormat, status: int, message: str) -> Response:
+    return _send(wire.http_error(ScriptedError(status, message, fatal=True), stream=False))
+
+
+async def _json_body(request: Request, wire: WireFormat) -> dict | Response:
+    try:
+        body = json.loads(await request.body())
+    except ValueError as error:
+        return _refuse(wire, 400, f"We could not parse the JSON body of your request: {error}")
+    if not isinstance(body, dict):
+        return _refuse(wire, 400, "the request body must be a JSON object")
+    return body
+
+
+def add_provider_routes(router: APIRouter, hub: LLMHub, room_of: RoomOf) -> None:
+    """Mount every provider endpoint, the token counters and the catch-alls on ``router``."""
+
+    def play(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            try:
+                room = await room_of(request.headers)
+            except AuthError as error:
+                return _refuse(endpoint.wire, 401, str(error))
+            body = await _json_body(request, endpoint.wire)
+            if isinstance(body, Response):
+                return body
+            reply = await answer_http(hub.player(room), body, wire=endpoint.wire, provider=endpoint.provider)
+            if reply is None:
+                stream = endpoint.wire.streams(body)
+                return _DroppedResponse("text/event-stream" if stream else "application/json")
+            return _send(reply)
+
+        return handle
+
+    async def count_tokens(request: Request) -> Response:
+        try:
+            await room_of(request.headers)
+        except AuthError as error:
+            return _refuse(ANTHROPIC_MESSAGES, 401, str(error))
+        body = await _json_body(request, ANTHROPIC_MESSAGES)
+        if isinstance(body, Response):
+            return body
+        try:
+            count = ANTHROPIC_MESSAGES.count_tokens(body)
+        except ScriptedError as error:
+            return _send(ANTHROPIC_MESSAGES.http_error(error, stream=False))
+        return Response(json.dumps(count), media_type="application/json")
+
+    def not_emulated(prefix: Prefix) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            message = (
+                f"localmesh does not emulate {request.method} {request.url.path}; under {prefix.path} "
+                f"it serves {prefix.serves}. See docs/llm-providers.md."
+            )
+            return _refuse(prefix.wire, 404, message)
+
+        return handle
+
+    # Order matters: the exact endpoints first, the catch-all of each prefix last.
+    for path in COUNT_TOKENS:
+        router.add_api_route(path, count_tokens, methods=["POST"])
+    for endpoint in ENDPOINTS:
+        router.add_api_route(endpoint.path, play(endpoint), methods=["POST"])
+    for prefix in PREFIXES:
+        router.add_api_route(prefix.path + "/{rest:path}", not_emulated(prefix), methods=ALL_METHODS)
