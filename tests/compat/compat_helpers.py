@@ -7,6 +7,7 @@ with the emulator's own minting, so the emulator is checked against what the SDK
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import websockets
@@ -24,6 +25,9 @@ from localmesh.protocol.wire import (
     unpack,
     unpack_content,
 )
+
+# An LLM round trip, two tool calls and a storage write: far below this on 127.0.0.1.
+LLM_ROUND_TRIPS = 20.0
 
 # Bound for anything that should happen "at once" on 127.0.0.1: generous, so a loaded
 # machine does not flake, yet far below the SDK's retry back-off or a long-poll window.
@@ -128,3 +132,32 @@ class RawRoom:
             except ConnectionClosed as closed:
                 assert closed.rcvd is not None, "the server dropped the socket with no close frame"
                 return closed.rcvd.code, closed.rcvd.reason
+
+
+async def file_written(room: RoomClient, path: str, send: Callable[[], Any]) -> str:
+    """Run ``send()``, then wait (bounded) for the room's ``file.updated`` event for ``path``;
+    the file's text."""
+    updated = asyncio.Event()
+    wanted = path.lstrip("/")
+
+    def on_updated(**event: Any) -> None:
+        if str(event.get("path", "")).lstrip("/") == wanted:
+            updated.set()
+
+    room.storage.on("file.updated", on_updated)
+    try:
+        await send()
+        async with asyncio.timeout(LLM_ROUND_TRIPS):
+            await updated.wait()
+    finally:
+        room.storage.off("file.updated", on_updated)
+    assert await room.storage.exists(path=path)
+    return (await room.storage.download(path=path)).data.decode()
+
+
+async def wait_for_transcript(server: RoomServer, room: str, entries: int) -> list[Any]:
+    """The room's LLM transcript once it has ``entries`` entries (bounded poll)."""
+    async with asyncio.timeout(LLM_ROUND_TRIPS):
+        while len(server.llm.transcript(room)) < entries:
+            await asyncio.sleep(0.02)
+    return server.llm.transcript(room)

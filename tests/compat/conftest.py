@@ -36,3 +36,17 @@ def client(server: RoomServer) -> Callable[..., RoomClient]:
         return sdk_client(server, room, jwt_text, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def sdk_env(server: RoomServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The process environment the real SDK reads, pointing at this test's emulator."""
+    # worker.stop() returns once the Worker's pending long-poll receive does: keep that short.
+    server.long_poll_window = 0.3
+    for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL",
+                 "ANTHROPIC_MAX_TOKENS", "GROK_API_KEY", "XAI_API_KEY", "MESHAGENT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    env = server.env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env

@@ -12,9 +12,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
+from compat_helpers import file_written, wait_for_transcript
 from meshagent.agents.worker import Worker
 from meshagent.api import RoomClient
 from meshagent.openai import OpenAIResponsesAdapter
@@ -37,19 +38,6 @@ POEM = DEMO.rules[0].answer.calls[0].arguments["text"]
 CALL_ID = "call_save-poem_1"
 
 
-@pytest.fixture
-def sdk_env(server: RoomServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The process environment the real SDK reads, pointing at this test's emulator."""
-    # worker.stop() returns once the Worker's pending long-poll receive does: keep that short.
-    server.long_poll_window = 0.3
-    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL", "MESHAGENT_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    env = server.env()
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
 @asynccontextmanager
 async def running_worker(room: RoomClient, *, mode: str = "websocket") -> AsyncIterator[Worker]:
     """The real Worker started on ``room``; stopped (and checked to stop) on the way out."""
@@ -68,35 +56,6 @@ async def running_worker(room: RoomClient, *, mode: str = "websocket") -> AsyncI
     finally:
         async with asyncio.timeout(STOP):
             await worker.stop()
-
-
-async def file_written(room: RoomClient, path: str, send: Callable[[], Any]) -> str:
-    """Run ``send()``, then wait (bounded) for the room's ``file.updated`` event for ``path``;
-    the file's text."""
-    updated = asyncio.Event()
-    wanted = path.lstrip("/")
-
-    def on_updated(**event: Any) -> None:
-        if str(event.get("path", "")).lstrip("/") == wanted:
-            updated.set()
-
-    room.storage.on("file.updated", on_updated)
-    try:
-        await send()
-        async with asyncio.timeout(PROMPT):
-            await updated.wait()
-    finally:
-        room.storage.off("file.updated", on_updated)
-    assert await room.storage.exists(path=path)
-    return (await room.storage.download(path=path)).data.decode()
-
-
-async def wait_for_transcript(server: RoomServer, room: str, entries: int) -> list[Any]:
-    """The room's LLM transcript once it has ``entries`` entries (bounded poll)."""
-    async with asyncio.timeout(PROMPT):
-        while len(server.llm.transcript(room)) < entries:
-            await asyncio.sleep(0.02)
-    return server.llm.transcript(room)
 
 
 Mode = Literal["websocket", "request"]
