@@ -155,9 +155,13 @@ async def file_written(room: RoomClient, path: str, send: Callable[[], Any]) -> 
     return (await room.storage.download(path=path)).data.decode()
 
 
-async def wait_for_transcript(server: RoomServer, room: str, entries: int) -> list[Any]:
-    """The room's LLM transcript once it has ``entries`` entries (bounded poll)."""
+async def wait_for_transcript(
+    server: RoomServer, room: str, entries: int | Callable[[list[Any]], bool]
+) -> list[Any]:
+    """The room's LLM transcript once it has ``entries`` entries, or once ``entries(transcript)``
+    holds (bounded poll)."""
+    done = entries if callable(entries) else (lambda found: len(found) >= entries)
     async with asyncio.timeout(LLM_ROUND_TRIPS):
-        while len(server.llm.transcript(room)) < entries:
+        while not done(server.llm.transcript(room)):
             await asyncio.sleep(0.02)
     return server.llm.transcript(room)

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from compat_helpers import PROMPT, sdk_client, sdk_token
+from compat_helpers import PROMPT, sdk_client, sdk_token, wait_for_transcript
+
+from localmesh.scripted_llm import load_demo_script
 
 pytestmark = [pytest.mark.compat, pytest.mark.slow]
 
@@ -119,33 +121,93 @@ async def test_cli_with_a_bad_key_fails(server, home):
         assert await room.queues.list() == []
 
 
-async def test_real_worker_join_runs_the_quickstart_against_the_emulator(server, home):
-    """The docs' quickstart with the real CLI: `meshagent worker join` with the env from
-    `localmesh env` (no token: it mints its own from the API key) saves the demo's poem."""
-    from localmesh.scripted_llm import load_demo_script
+def _poem_saved(entries: list) -> bool:
+    return any(e.rule == "poem-saved" for e in entries)
 
+
+async def _quickstart(server, home: Path, *command: str) -> tuple[str, str]:
+    """Start the real CLI agent ``command`` with the env from `localmesh env` (no token: it mints
+    its own from the API key), send the quickstart task once it polls the queue, and wait for
+    poem.txt and the LLM's last answer; the poem and the agent's output."""
     server.long_poll_window = 0.5
     env = _cli_env(server, home, token=None)
     env.pop("MESHAGENT_ROOM")
-    worker = await asyncio.create_subprocess_exec(
-        MESHAGENT, "worker", "join", "--room", ROOM, "--agent-name", "poet", "--queue", "tasks",
-        "--storage", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    agent = await asyncio.create_subprocess_exec(
+        MESHAGENT, *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     try:
         async with sdk_client(server, ROOM, sdk_token(server, room=ROOM)) as room:
             saved = asyncio.Event()
             room.storage.on("file.updated", lambda **event: saved.set())
             async with asyncio.timeout(CLI_TIMEOUT):
-                await server.state.queues.until_waiting(ROOM, "tasks")  # the worker is polling
+                await server.state.queues.until_waiting(ROOM, "tasks")  # the agent is polling
                 await room.queues.send(name="tasks", message={"prompt": "save a poem about ai to poem.txt"})
                 await saved.wait()
             poem = (await room.storage.download(path="poem.txt")).data.decode()
-        assert poem == load_demo_script().rules[0].answer.calls[0].arguments["text"]
-        (entry, *_) = server.llm.transcript(ROOM)
-        # the real CLI bundles the storage tools in its own namespace; the demo call has none
-        assert [tool["name"] for tool in entry.request["tools"]] == ["thread_toolkit"]
+            await wait_for_transcript(server, ROOM, _poem_saved)
     finally:
-        worker.terminate()
+        if agent.returncode is None:
+            agent.terminate()
         async with asyncio.timeout(CLI_TIMEOUT):
-            output, _ = await worker.communicate()
-    assert "Worker connected" in output.decode(errors="replace")
+            output, _ = await agent.communicate()
+        print(output.decode(errors="replace"))  # shown by pytest when the test fails
+    return poem, output.decode(errors="replace")
+
+
+POEM = load_demo_script().rules[0].answer.calls[0].arguments["text"]
+WORKER_JOIN = ("worker", "join", "--room", ROOM, "--agent-name", "poet", "--queue", "tasks", "--storage")
+
+
+async def test_real_worker_join_runs_the_quickstart_against_the_emulator(server, home):
+    """The docs' quickstart with the real CLI: `meshagent worker join` saves the demo's poem."""
+    poem, output = await _quickstart(server, home, *WORKER_JOIN)
+    assert poem == POEM
+    assert "Worker connected" in output
+    (entry, *_) = server.llm.transcript(ROOM)
+    assert (entry.provider, entry.api, entry.transport) == ("openai", "responses", "websocket")
+    # the real CLI bundles the storage tools in its own namespace; the demo call has none
+    assert [tool["name"] for tool in entry.request["tools"]] == ["thread_toolkit"]
+
+
+async def test_real_worker_join_with_a_claude_model_speaks_anthropic_messages(server, home):
+    """`--model claude-*`: the CLI's Anthropic adapter streams from {MESHAGENT_API_URL}/anthropic
+    (ANTHROPIC_BASE_URL, from `localmesh env`), with the room token as its x-api-key."""
+    poem, output = await _quickstart(
+        server, home, *WORKER_JOIN, "--model", "claude-sonnet-4-5", "--rule", "save results")
+    assert poem == POEM
+    assert "Worker connected" in output and "Error from Anthropic" not in output, output
+    entries = server.llm.transcript(ROOM)
+    assert [(e.provider, e.api, e.model, e.rule, e.transport) for e in entries] == [
+        ("anthropic", "messages", "claude-sonnet-4-5", "save-poem", "stream"),
+        ("anthropic", "messages", "claude-sonnet-4-5", "poem-saved", "stream"),
+    ]
+    assert entries[0].request["system"].startswith("save results")
+    assert "write_file" in [tool["name"] for tool in entries[0].request["tools"]]
+
+
+async def test_real_worker_join_with_a_grok_model_uses_the_openai_responses_route(server, home):
+    """`meshagent worker join` sends grok-* models to its OpenAI Responses adapter (only
+    `meshagent process` picks the Grok one): the demo runs there, recorded under that model."""
+    poem, _ = await _quickstart(server, home, *WORKER_JOIN, "--model", "grok-4.6")
+    assert poem == POEM
+    entries = server.llm.transcript(ROOM)
+    assert {(e.provider, e.api, e.model) for e in entries} == {("openai", "responses", "grok-4.6")}
+    assert [e.rule for e in entries] == ["save-poem", "poem-saved"]
+
+
+async def test_real_process_join_with_a_grok_model_speaks_to_the_grok_route(server, home):
+    """`meshagent process join --model grok-*` builds the SDK's GrokResponsesAdapter on
+    GROK_BASE_URL (`localmesh env` exports it): the demo saves the poem through /grok/v1.
+    Threads need datasets and sync documents, which localmesh does not emulate, hence
+    `--threading-mode none --thread-storage none`."""
+    poem, output = await _quickstart(
+        server, home, "process", "join", "--room", ROOM, "--agent-name", "poet",
+        "--channel", "queue:tasks", "--storage", "--model", "grok-4.6",
+        "--threading-mode", "none", "--thread-storage", "none",
+    )
+    assert poem == POEM
+    grok = [e for e in server.llm.transcript(ROOM) if e.provider == "grok"]
+    assert [(e.api, e.model, e.rule) for e in grok] == [
+        ("responses", "grok-4.6", "save-poem"), ("responses", "grok-4.6", "poem-saved"),
+    ]
+    assert "not supported by localmesh" not in output, output
