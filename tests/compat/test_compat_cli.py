@@ -9,8 +9,11 @@ import shutil
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from compat_helpers import PROMPT, sdk_client, sdk_token, wait_for_transcript
+from meshagent.api import ApiScope, ParticipantToken, RoomClient
+from meshagent.api.websocket_protocol import WebSocketClientProtocol
 
 from localmesh.scripted_llm import load_demo_script
 
@@ -211,3 +214,66 @@ async def test_real_process_join_with_a_grok_model_speaks_to_the_grok_route(serv
         ("responses", "grok-4.6", "save-poem"), ("responses", "grok-4.6", "poem-saved"),
     ]
     assert "not supported by localmesh" not in output, output
+
+
+LOCALMESH = shutil.which("localmesh", path=str(Path(sys.executable).parent)) or "localmesh"
+
+
+async def _serve(home: Path) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    """`localmesh serve --in-memory` on a free port; the process and the environment it prints."""
+    server = await asyncio.create_subprocess_exec(
+        LOCALMESH, "serve", "--in-memory", "--port", "0", "--long-poll-window", "0.5",
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(home)},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    env: dict[str, str] = {}
+    assert server.stderr is not None
+    async with asyncio.timeout(CLI_TIMEOUT):
+        while "XAI_BASE_URL" not in env:  # the last export line of the start banner
+            line = (await server.stderr.readline()).decode()
+            assert line, "localmesh serve exited before it printed its environment"
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").strip().partition("=")
+                env[name] = value.strip("'")
+    return server, env
+
+
+async def test_the_issue_commands_with_claude_against_localmesh_serve(home):
+    """What issue 17 tried, verbatim, against a `localmesh serve` process: a claude worker
+    joined with the real CLI saves the default demo's poem."""
+    server, served = await _serve(home)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), **served}
+    worker = await asyncio.create_subprocess_exec(
+        MESHAGENT, "worker", "join", "--room", "quickstart", "--agent-name", "worker", "--queue", "tasks",
+        "--storage", "--model", "claude-sonnet-4-5", "--rule", "save results",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        token = ParticipantToken(name="watcher")
+        token.add_room_grant(ROOM)
+        token.add_api_grant(ApiScope.agent_default())
+        protocol = WebSocketClientProtocol(url=f"{env['MESHAGENT_ROOM_URL']}/rooms/{ROOM}",
+                                           token=token.to_jwt(api_key=env["MESHAGENT_API_KEY"]))
+        async with RoomClient(protocol_factory=protocol.create_factory()) as room:
+            saved = asyncio.Event()
+            room.storage.on("file.updated", lambda **event: saved.set())
+            code, output = await _meshagent(
+                env, "room", "queue", "send", "--room=quickstart", "--queue=tasks",
+                "--json", '{"prompt": "save a poem about ai to poem.txt"}')
+            assert code == 0, output
+            async with asyncio.timeout(CLI_TIMEOUT):
+                await saved.wait()
+            assert (await room.storage.download(path="poem.txt")).data.decode() == POEM
+        async with httpx.AsyncClient() as http:
+            reply = await http.get(f"{env['MESHAGENT_API_URL']}/_localmesh/llm/rooms/{ROOM}/transcript",
+                                   headers={"Authorization": f"Bearer {env['MESHAGENT_API_KEY']}"})
+        first = reply.json()["entries"][0]
+        assert (first["provider"], first["api"], first["model"], first["rule"]) == (
+            "anthropic", "messages", "claude-sonnet-4-5", "save-poem")
+    finally:
+        for process in (worker, server):
+            if process.returncode is None:
+                process.terminate()
+            async with asyncio.timeout(CLI_TIMEOUT):
+                await process.communicate()
+    assert server.returncode == 0
