@@ -16,7 +16,8 @@ from localmesh.emulator.cli import app as emulator_app
 from localmesh.emulator.config import DEFAULT_DATA_DIR, local_api_key
 from localmesh.fixtures.llm import ScriptedLLMAdapter
 from localmesh.worker import cli as worker_cli
-from localmesh.worker.llm import ResponsesAdapter
+from localmesh.worker.join import is_claude_model
+from localmesh.worker.llm import LLMAdapter
 from localmesh.worker.service_cli import service_app
 
 app = typer.Typer(
@@ -31,8 +32,10 @@ app.add_typer(worker_cli.room_app, name="room")
 app.add_typer(service_app, name="service")
 
 
-def _scripted_adapter(script: Path, model: str | None) -> ResponsesAdapter:
-    return ScriptedLLMAdapter(script, model=model)
+def _scripted_adapter(script: Path, model: str | None) -> LLMAdapter:
+    # The API a real worker would speak for this model, so scripts see the same requests.
+    provider = "anthropic" if is_claude_model(model) else "openai"
+    return ScriptedLLMAdapter(script, provider=provider, model=model)
 
 
 worker_cli.plugins.local_key = lambda: local_api_key(DEFAULT_DATA_DIR)

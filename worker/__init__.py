@@ -1,6 +1,7 @@
 """localmesh's Worker SDK: a room client, a queue Worker, tools and LLM adapters.
 
     from localmesh.worker import RoomClient, Worker, RequiredStorage, OpenAIResponsesAdapter
+    from localmesh.worker import AnthropicMessagesAdapter   # for claude-* models
 
 It stands on ``localmesh.protocol`` only: it never imports the emulator. A scripted LLM played in
 process comes from the harness (``localmesh.fixtures.llm.ScriptedLLMAdapter``).
@@ -12,15 +13,12 @@ The MeshAgent docs' service sample runs with only its imports changed:
 """
 
 from localmesh.worker.agent import Worker, WorkerStats
+from localmesh.worker.anthropic import AnthropicMessagesAdapter, MessagesAdapter
 from localmesh.worker.backoff import Backoff
 from localmesh.worker.context import ChatContext
-from localmesh.worker.errors import ConnectionLost, RoomClosed, RoomError
-from localmesh.worker.llm import (
-    HttpTransport,
-    LLMError,
-    OpenAIResponsesAdapter,
-    ResponsesAdapter,
-)
+from localmesh.worker.errors import ConnectionLost, LLMError, RoomClosed, RoomError
+from localmesh.worker.llm import LLMAdapter, OpenAIResponsesAdapter, ResponsesAdapter
+from localmesh.worker.llm_http import HttpTransport
 from localmesh.worker.otel import otel_config
 from localmesh.worker.requirements import RequiredStorage, RequiredToolkit
 from localmesh.worker.room import QueueInfo, RoomClient
@@ -30,13 +28,16 @@ from localmesh.worker.tool_results import OpenAIResponsesToolResponseAdapter, To
 from localmesh.worker.tools import FileResult, StorageToolkit, Tool, ToolError, Toolkit, tool
 
 __all__ = [
+    "AnthropicMessagesAdapter",
     "Backoff",
     "ChatContext",
     "ConnectionLost",
     "DownloadedFile",
     "FileResult",
     "HttpTransport",
+    "LLMAdapter",
     "LLMError",
+    "MessagesAdapter",
     "OpenAIResponsesAdapter",
     "OpenAIResponsesToolResponseAdapter",
     "QueueInfo",

@@ -22,7 +22,7 @@ from typing import Any
 from localmesh.worker.backoff import Backoff
 from localmesh.worker.context import ChatContext
 from localmesh.worker.errors import RoomClosed
-from localmesh.worker.llm import ResponsesAdapter
+from localmesh.worker.llm import LLMAdapter
 from localmesh.worker.requirements import Requirement
 from localmesh.worker.room import RoomClient
 from localmesh.worker.tool_results import ToolResponseAdapter
@@ -69,7 +69,7 @@ class Worker:
         title: str | None = None,
         description: str | None = None,
         requires: list[Requirement] | None = None,
-        llm_adapter: ResponsesAdapter | None = None,
+        llm_adapter: LLMAdapter | None = None,
         tool_adapter: ToolResponseAdapter | None = None,
         toolkits: list[Toolkit] | None = None,
         rules: list[str] | None = None,

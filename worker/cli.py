@@ -27,7 +27,7 @@ from localmesh.worker.config import (
 )
 from localmesh.worker.errors import RoomError
 from localmesh.worker.join import JoinOptions, run_join
-from localmesh.worker.llm import ResponsesAdapter
+from localmesh.worker.llm import LLMAdapter
 from localmesh.worker.room import RoomClient
 from localmesh.worker.spec import DEFAULT_IMAGE, dump_spec, worker_service_spec
 
@@ -38,7 +38,7 @@ class Plugins:
 
     local_key: LocalKey | None = None
     # (script path, model) -> an adapter that plays the script in process
-    scripted_adapter: Callable[[Path, str | None], ResponsesAdapter] | None = None
+    scripted_adapter: Callable[[Path, str | None], LLMAdapter] | None = None
 
 
 plugins = Plugins()

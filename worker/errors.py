@@ -1,4 +1,4 @@
-"""The exceptions of the room client, shared by every worker module."""
+"""The exceptions of the Worker SDK (the room client's and the LLM adapters'), shared by every module."""
 
 from __future__ import annotations
 
@@ -28,3 +28,20 @@ class ConnectionLost(RoomError):
 
 class RoomClosed(RoomError):
     """The connection is closed for good: by us, by the server, or after a refused reconnect."""
+
+
+class LLMError(Exception):
+    """The LLM endpoint failed. ``status`` is the HTTP status (or the scripted one)."""
+
+    RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message if status is None else f"LLM error {status}: {message}")
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        # None = no response at all (connection error): worth another try.
+        return self.status is None or self.status in self.RETRYABLE_STATUSES or self.status >= 500

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from localmesh.worker.agent import Worker, WorkerStats
+from localmesh.worker.anthropic import AnthropicMessagesAdapter, default_anthropic_base_url
 from localmesh.worker.errors import RoomError
-from localmesh.worker.llm import OpenAIResponsesAdapter, ResponsesAdapter, default_base_url
+from localmesh.worker.llm import LLMAdapter, OpenAIResponsesAdapter, default_base_url
 from localmesh.worker.requirements import RequiredStorage
 from localmesh.worker.room import RoomClient
 
@@ -24,7 +25,7 @@ class JoinOptions:
     room_rules: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
     # An adapter to use instead of the HTTP one (the CLI builds one for --llm-script).
-    llm_adapter: ResponsesAdapter | None = None
+    llm_adapter: LLMAdapter | None = None
     model: str | None = None
     max_messages: int | None = None
     until_idle: bool = False
@@ -43,10 +44,18 @@ async def load_room_rules(room: RoomClient, paths: list[str]) -> list[str]:
     return rules
 
 
-def build_adapter(options: JoinOptions, api_url: str) -> ResponsesAdapter:
+def build_adapter(options: JoinOptions, api_url: str) -> LLMAdapter:
+    """The adapter given, else the one the MeshAgent CLI picks for the model: Anthropic's
+    Messages API for ``claude-*``, OpenAI Responses for anything else (``grok-*`` included)."""
     if options.llm_adapter is not None:
         return options.llm_adapter
+    if is_claude_model(options.model):
+        return AnthropicMessagesAdapter(model=options.model, base_url=default_anthropic_base_url(api_url))
     return OpenAIResponsesAdapter(model=options.model, base_url=default_base_url(api_url))
+
+
+def is_claude_model(model: str | None) -> bool:
+    return bool(model) and model.startswith("claude-")  # type: ignore[union-attr]
 
 
 def progress_line(stats: WorkerStats) -> str:

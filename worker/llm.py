@@ -1,12 +1,14 @@
-"""LLM adapters for the Worker: one OpenAI Responses turn loop over a pluggable transport.
+"""LLM adapters for the Worker: one tool loop, a request shape per API, a pluggable transport.
 
-``ResponsesAdapter`` builds request bodies shaped like MeshAgent's
-``OpenAIResponsesAdapter`` in request mode (§9.2), runs the function calls of each
-response through the toolkits, and loops until the model answers with a ``message``.
-Where the response comes from is the transport's job:
+``LLMAdapter`` is the loop: ask the model, run the function calls it makes through the
+toolkits, send their results back, until it answers with a message. The chat context keeps
+the conversation as OpenAI Responses items whatever the API; a subclass turns it into its
+API's request and the reply back into items. ``ResponsesAdapter`` speaks OpenAI Responses,
+shaped like MeshAgent's ``OpenAIResponsesAdapter`` in request mode (§9.2);
+``localmesh.worker.anthropic.MessagesAdapter`` speaks Anthropic's Messages API.
 
-``HttpTransport`` posts to ``{base}/responses`` (OpenAI, or the emulator's scripted endpoint);
-the harness plugs in a transport that plays a script in process
+Where a reply comes from is the transport's job: ``HttpTransport`` posts to the provider (or
+the emulator's scripted endpoints); the harness plugs in one that plays a script in process
 (``localmesh.fixtures.llm.ScriptedLLMAdapter``). ``OpenAIResponsesAdapter()`` builds the usual setup.
 """
 
@@ -25,6 +27,8 @@ import httpx
 
 from localmesh.worker.backoff import Backoff
 from localmesh.worker.context import ChatContext
+from localmesh.worker.errors import LLMError
+from localmesh.worker.llm_http import HttpTransport
 from localmesh.worker.tool_results import ToolResponseAdapter
 from localmesh.worker.tools import Tool, Toolkit
 
@@ -33,32 +37,16 @@ logger = logging.getLogger("localmesh.worker.llm")
 # The MeshAgent adapter's defaults, so that requests look the same from both workers.
 DEFAULT_MODEL = "gpt-6.1-sol"
 MAX_OUTPUT_TOKENS = 32000
-RETRYABLE_STATUSES = frozenset({408, 409, 429})
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class LLMError(Exception):
-    """The LLM endpoint failed. ``status`` is the HTTP status (or the scripted one)."""
-
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
-        super().__init__(message if status is None else f"LLM error {status}: {message}")
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        # None = no response at all (connection error): worth another try.
-        return self.status is None or self.status in RETRYABLE_STATUSES or self.status >= 500
-
-
-class ResponsesTransport(Protocol):
+class LLMTransport(Protocol):
     async def create(self, body: dict[str, Any], *, conversation: str) -> dict[str, Any]:
-        """Return a Responses JSON for ``body``, or raise ``LLMError``."""
+        """Return the API's reply JSON for the request ``body``, or raise ``LLMError``."""
         ...
 
 
-# ---------------------------------------------------------------- transports
+ResponsesTransport = LLMTransport  # the name it had when Responses was the only API
 
 
 def default_base_url(api_url: str | None = None) -> str:
@@ -71,92 +59,32 @@ def default_base_url(api_url: str | None = None) -> str:
     return f"{api_url.rstrip('/')}/openai/v1"
 
 
-class HttpTransport:
-    """Non-streaming ``POST {base_url}/responses`` with a bearer token."""
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | None,
-        *,
-        client: httpx.AsyncClient | None = None,
-        timeout: float = 120.0,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
-        self._client = client
-        self._timeout = timeout
-
-    def with_api_key(self, api_key: str) -> HttpTransport:
-        return HttpTransport(self.base_url, api_key, client=self._client, timeout=self._timeout)
-
-    async def create(self, body: dict[str, Any], *, conversation: str) -> dict[str, Any]:
-        headers = {"Accept": "application/json", "User-Agent": "localmesh-worker"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        url = f"{self.base_url}/responses"
-        try:
-            if self._client is not None:
-                response = await self._client.post(url, json=body, headers=headers)
-            else:
-                async with httpx.AsyncClient(timeout=self._timeout) as client:
-                    response = await client.post(url, json=body, headers=headers)
-        except httpx.HTTPError as error:
-            raise LLMError(f"could not reach {url}: {error}") from None
-        if response.status_code >= 400:
-            raise LLMError(_error_message(response), response.status_code, _retry_after(response))
-        try:
-            return response.json()
-        except ValueError:
-            raise LLMError(f"{url} did not return JSON", response.status_code) from None
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        error = response.json().get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-    except (ValueError, AttributeError):
-        pass
-    return response.text[:500] or response.reason_phrase
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
-
-
 # ---------------------------------------------------------------- the turn loop
 
 
-class ResponsesAdapter:
-    """Runs one task to its final answer against a Responses transport.
+class LLMAdapter:
+    """Runs one task to its final answer: the tool loop, shared by every API.
 
+    A subclass gives ``request_body`` (its API's request for the context) and
+    ``output_items`` (its API's reply as Responses ``function_call``/``message`` items).
     Retries 408/409/429/5xx and connection errors up to ``max_retries`` times with
     capped, jittered backoff, waiting ``retry-after`` instead when the server sends it.
     """
 
     def __init__(
         self,
-        transport: ResponsesTransport,
+        transport: LLMTransport,
         *,
-        model: str | None = None,
+        model: str,
         tool_adapter: ToolResponseAdapter | None = None,
-        max_output_tokens: int | None = MAX_OUTPUT_TOKENS,
         max_turns: int = 50,
         max_retries: int = 5,
         retry_backoff: Backoff | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.transport = transport
-        self.model = model or os.environ.get("OPENAI_MODEL") or DEFAULT_MODEL
+        self.model = model
         self.tool_adapter = tool_adapter or ToolResponseAdapter()
-        self.max_output_tokens = max_output_tokens
         self.max_turns = max_turns
         self.max_retries = max_retries
         self._retry_backoff = retry_backoff or Backoff(base=1.0, cap=30.0)
@@ -164,13 +92,21 @@ class ResponsesAdapter:
         # Bind the room token only when no key was configured (as the MeshAgent Worker does).
         self._bind_token = isinstance(transport, HttpTransport) and transport.api_key is None
 
+    def request_body(
+        self, context: ChatContext, toolkits: list[Toolkit], model: str | None = None
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def output_items(self, response: dict[str, Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
     def default_model(self) -> str:
         return self.model
 
     def create_session(self) -> ChatContext:
         return ChatContext()
 
-    def with_runtime_token(self, token: str) -> ResponsesAdapter:
+    def with_runtime_token(self, token: str) -> LLMAdapter:
         """The adapter to use inside a room: the room token authenticates the LLM calls
         unless an API key was configured."""
         if not self._bind_token:
@@ -180,21 +116,6 @@ class ResponsesAdapter:
         bound.transport = self.transport.with_api_key(token)
         bound._bind_token = False
         return bound
-
-    def request_body(
-        self, context: ChatContext, toolkits: list[Toolkit], model: str | None = None
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": model or self.model, "input": list(context.messages)}
-        if context.instructions is not None:
-            body["instructions"] = context.instructions
-        tools = [toolkit.definition() for toolkit in toolkits if toolkit.tools]
-        if tools:
-            body["tools"] = tools
-        if self.max_output_tokens is not None:
-            body["max_output_tokens"] = self.max_output_tokens
-        body["store"] = False
-        body["stream"] = False
-        return body
 
     async def create_response(
         self,
@@ -209,7 +130,7 @@ class ResponsesAdapter:
         conversation = f"conv_{uuid.uuid4().hex}"
         for _ in range(self.max_turns):
             response = await self._create(self.request_body(context, toolkits, model), conversation)
-            output = [item for item in response.get("output") or [] if isinstance(item, dict)]
+            output = self.output_items(response)
             context.append_items(output)
             calls = [item for item in output if item.get("type") == "function_call"]
             if calls:
@@ -253,6 +174,47 @@ class ResponsesAdapter:
             logger.info("tool call %s failed: %s", call.get("name"), error)
             output = renderer.error_output(error)
         return {"type": "function_call_output", "call_id": call_id, "output": output}
+
+
+class ResponsesAdapter(LLMAdapter):
+    """The tool loop over OpenAI's Responses API (``POST …/responses``)."""
+
+    def __init__(
+        self,
+        transport: LLMTransport,
+        *,
+        model: str | None = None,
+        tool_adapter: ToolResponseAdapter | None = None,
+        max_output_tokens: int | None = MAX_OUTPUT_TOKENS,
+        max_turns: int = 50,
+        max_retries: int = 5,
+        retry_backoff: Backoff | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        super().__init__(
+            transport, model=model or os.environ.get("OPENAI_MODEL") or DEFAULT_MODEL,
+            tool_adapter=tool_adapter, max_turns=max_turns, max_retries=max_retries,
+            retry_backoff=retry_backoff, sleep=sleep,
+        )
+        self.max_output_tokens = max_output_tokens
+
+    def request_body(
+        self, context: ChatContext, toolkits: list[Toolkit], model: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model or self.model, "input": list(context.messages)}
+        if context.instructions is not None:
+            body["instructions"] = context.instructions
+        tools = [toolkit.definition() for toolkit in toolkits if toolkit.tools]
+        if tools:
+            body["tools"] = tools
+        if self.max_output_tokens is not None:
+            body["max_output_tokens"] = self.max_output_tokens
+        body["store"] = False
+        body["stream"] = False
+        return body
+
+    def output_items(self, response: dict[str, Any]) -> list[dict[str, Any]]:
+        return [item for item in response.get("output") or [] if isinstance(item, dict)]
 
 
 def find_tool(toolkits: list[Toolkit], name: str, namespace: Any = None) -> Tool:

@@ -22,7 +22,8 @@ from localmesh.emulator import RoomServer
 from localmesh.scripted_llm import ScriptedError, ScriptPlayer, loads_script
 
 README = "README.md"
-ENV_NAMES = re.findall(r"MESHAGENT_[A-Z_]+", block(README, "bash", 'eval "$(localmesh env)"              #'))
+ENV_NAMES = re.findall(r"\b(?:MESHAGENT|OPENAI|ANTHROPIC|GROK|XAI)_[A-Z_]+",
+                       block(README, "bash", 'eval "$(localmesh env)"              #'))
 
 
 # ---------------------------------------------------------------- the first section

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import localmesh.cli  # noqa: F401 - plugs --llm-script into the Worker's commands, run alone too
 from localmesh.worker.cli import room_app, worker_app
 
 SCRIPT = Path(__file__).parent / "scripts" / "worker.yaml"
