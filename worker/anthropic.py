@@ -71,8 +71,8 @@ def messages_from_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             add("assistant", {"type": "tool_use", "id": item.get("call_id"), "name": item.get("name"),
                               "input": json.loads(raw) if isinstance(raw, str) else raw})
         elif kind == "function_call_output":
-            add("user", {"type": "tool_result", "tool_use_id": item.get("call_id"),
-                         "content": str(item.get("output", ""))})
+            text = {"type": "text", "text": str(item.get("output", ""))}
+            add("user", {"type": "tool_result", "tool_use_id": item.get("call_id"), "content": [text]})
         elif item.get("role") in ("user", "assistant"):
             add(item["role"], {"type": "text", "text": _text(item.get("content"))})
     return messages
