@@ -98,7 +98,7 @@ def arguments_of(call: dict[str, Any]) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def chunks(text: str, size: int = 48) -> list[str]:
+def chunks(text: str, size: int = 32) -> list[str]:
     """``text`` cut in fixed pieces, as a model streams it; at least one piece."""
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
