@@ -17,8 +17,16 @@ from doc_blocks import ROOT, block, blocks, run_async_snippet
 
 from localmesh.emulator import RoomServer
 from localmesh.emulator.llm import LLMHub
+from localmesh.fixtures.llm import ScriptedLLMAdapter
 from localmesh.scripted_llm import ScriptError, ScriptPlayer, loads_script
-from localmesh.worker import Backoff, ResponsesAdapter, StorageToolkit, Worker
+from localmesh.worker import (
+    AnthropicMessagesAdapter,
+    Backoff,
+    MessagesAdapter,
+    ResponsesAdapter,
+    StorageToolkit,
+    Worker,
+)
 
 WORKER_MD = "docs/worker.md"
 LLM_MD = "docs/llm-scripts.md"
@@ -59,6 +67,15 @@ def test_the_worker_signature_is_the_documented_one() -> None:
 def test_the_responses_adapter_signature_is_the_documented_one() -> None:
     text = block(WORKER_MD, "python", "ResponsesAdapter(transport,")
     _assert_same_signature(_documented_signature(text), inspect.signature(ResponsesAdapter.__init__))
+
+
+def test_the_anthropic_adapter_signatures_are_the_documented_ones() -> None:
+    text = block(WORKER_MD, "python", "MessagesAdapter(transport,")
+    _assert_same_signature(_documented_signature(text), inspect.signature(MessagesAdapter.__init__))
+    doc = (ROOT / WORKER_MD).read_text(encoding="utf-8")
+    for factory in (AnthropicMessagesAdapter, ScriptedLLMAdapter):
+        (shown,) = re.findall(rf"`({factory.__name__}\([^`]*\))`", doc)
+        _assert_same_signature(_documented_signature(shown), inspect.signature(factory))
 
 
 def test_the_documented_constructors_exist() -> None:
