@@ -18,6 +18,7 @@ from localmesh.emulator.faults import Faults
 from localmesh.emulator.llm import LLMHub
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from localmesh.emulator.state import DEFAULT_MAX_MESSAGE_BYTES, EmulatorState, Settings
+from localmesh.protocol.llm_urls import llm_environment
 
 
 class RoomServer:
@@ -183,15 +184,4 @@ def environment(url: str, api_key: str, project_id: str) -> dict[str, str]:
         # the same URLs from MESHAGENT_API_URL, but some of its paths (grok-* models under
         # `meshagent process`) and plain OpenAI/Anthropic clients read only these.
         **llm_environment(url),
-    }
-
-
-def llm_environment(url: str) -> dict[str, str]:
-    """The base URL of each scripted LLM provider served at ``url``."""
-    base = url.rstrip("/")
-    return {
-        "OPENAI_BASE_URL": f"{base}/openai/v1",
-        "ANTHROPIC_BASE_URL": f"{base}/anthropic",
-        "GROK_BASE_URL": f"{base}/grok/v1",
-        "XAI_BASE_URL": f"{base}/grok/v1",
     }

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from localmesh.protocol.llm_urls import provider_base_url
 from localmesh.worker.backoff import Backoff
 from localmesh.worker.context import ChatContext
 from localmesh.worker.llm import LLMAdapter, LLMTransport, Sleep
@@ -49,7 +50,7 @@ def default_anthropic_base_url(api_url: str | None = None) -> str:
     if explicit:
         return explicit.rstrip("/")
     api_url = api_url or os.environ.get("MESHAGENT_API_URL", "http://127.0.0.1:8765")
-    return f"{api_url.rstrip('/')}/anthropic"
+    return provider_base_url(api_url, "anthropic")
 
 
 def messages_from_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

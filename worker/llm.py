@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from localmesh.protocol.llm_urls import provider_base_url
 from localmesh.worker.backoff import Backoff
 from localmesh.worker.context import ChatContext
 from localmesh.worker.errors import LLMError
@@ -56,7 +57,7 @@ def default_base_url(api_url: str | None = None) -> str:
     if explicit:
         return explicit.rstrip("/")
     api_url = api_url or os.environ.get("MESHAGENT_API_URL", "http://127.0.0.1:8765")
-    return f"{api_url.rstrip('/')}/openai/v1"
+    return provider_base_url(api_url, "openai")
 
 
 # ---------------------------------------------------------------- the turn loop

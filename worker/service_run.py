@@ -35,6 +35,8 @@ from typing import Any
 
 import httpx
 
+from localmesh.protocol.llm_urls import llm_environment
+
 from .config import ServerTarget
 from .room import room_websocket_url
 
@@ -91,6 +93,8 @@ def program_env(options: RunOptions, target: ServerTarget, port: int) -> dict[st
         "MESHAGENT_API_KEY": target.api_key.text,
         "MESHAGENT_PROJECT_ID": target.api_key.project_id,
         "PYTHONUNBUFFERED": "1",  # output appears as it is written, not at exit
+        # The LLM providers, as `meshagent room connect` points its child programs at them.
+        **llm_environment(target.api_url),
     })
     env.setdefault("MESHAGENT_HOST", "127.0.0.1")  # reachable here, not from the network
     return env

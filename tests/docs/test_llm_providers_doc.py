@@ -15,7 +15,7 @@ from doc_blocks import ROOT, block, run_async_snippet
 
 from localmesh.emulator import RoomServer
 from localmesh.emulator.llm.endpoints import COUNT_TOKENS, ENDPOINTS
-from localmesh.emulator.server import llm_environment
+from localmesh.protocol.llm_urls import llm_environment
 from localmesh.scripted_llm import ScriptPlayer, load_demo_script, loads_script
 from localmesh.scripted_llm.providers import ANTHROPIC_MESSAGES, CHAT_COMPLETIONS, RESPONSES
 

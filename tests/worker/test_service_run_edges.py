@@ -9,7 +9,13 @@ import pytest
 
 from localmesh.protocol.tokens import ApiKey
 from localmesh.worker.config import ServerTarget
-from localmesh.worker.service_run import RunOptions, ServiceRunError, program_argv, run_service
+from localmesh.worker.service_run import (
+    RunOptions,
+    ServiceRunError,
+    program_argv,
+    program_env,
+    run_service,
+)
 
 TARGET = ServerTarget("http://127.0.0.1:9", ApiKey.generate())  # nothing listens: no call gets far
 
@@ -51,6 +57,15 @@ async def run(command: str, tmp_path: Path, **options) -> tuple[int, list[str], 
     code = await run_service(RunOptions(command=command, room="r", **options), TARGET,
                              out=out.append, err=err.append)
     return code, out, err
+
+
+def test_the_program_is_pointed_at_the_llm_providers_too(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "https://api.anthropic.com")  # the shell's own
+    env = program_env(RunOptions(command="main.py", room="r"), TARGET, 8081)
+    assert env["MESHAGENT_API_URL"] == "http://127.0.0.1:9"
+    assert env["OPENAI_BASE_URL"] == "http://127.0.0.1:9/openai/v1"
+    assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9/anthropic"
+    assert env["GROK_BASE_URL"] == env["XAI_BASE_URL"] == "http://127.0.0.1:9/grok/v1"
 
 
 def test_the_program_is_run_as_meshagent_runs_it():
