@@ -34,7 +34,8 @@ def _refusal(status: int, reason: str) -> Response:
 
 def create_app(state: EmulatorState) -> FastAPI:
     app = FastAPI(title="localmesh room emulator", docs_url=None, redoc_url=None)
-    # The scripted OpenAI Responses endpoint, at {MESHAGENT_API_URL}/openai/v1 like the real one.
+    # The scripted LLM providers, at {MESHAGENT_API_URL}/openai/v1, /anthropic and /grok/v1 like the
+    # real LLM proxy.
     app.include_router(create_llm_router(state.llm, state.llm_caller_room))
 
     @app.get("/healthz")

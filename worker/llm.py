@@ -47,9 +47,6 @@ class LLMTransport(Protocol):
         ...
 
 
-ResponsesTransport = LLMTransport  # the name it had when Responses was the only API
-
-
 def default_base_url(api_url: str | None = None) -> str:
     """``OPENAI_BASE_URL``, else ``{api_url}/openai/v1`` (the emulator's endpoint), where
     ``api_url`` defaults to ``MESHAGENT_API_URL``, else a local ``localmesh serve``."""

@@ -60,8 +60,6 @@ def check_schema(validator: jsonschema.Validator, body: Any) -> tuple[str, str |
         place = ".".join([*path, missing])
         return f"{place}: Field required", place
     place = ".".join(path) or "body"
-    if error.validator == "additionalProperties":
-        return f"{place}: {error.message}", place
     if error.validator == "minItems":
         return f"{place}: must not be empty", place
     return f"{place}: {error.message}", place
