@@ -67,6 +67,7 @@ def create_app(state: EmulatorState) -> FastAPI:
         session = Session(
             websocket, room=room, participant=participant, tools=state.tool,
             max_message_bytes=state.settings.max_message_bytes, on_close=state.rooms.leave,
+            now=state.settings.clock.time,
         )
         state.rooms.join(session)
         await session.run(room_url=_room_url(state.public_url or str(websocket.base_url), room))

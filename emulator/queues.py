@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 from localmesh.emulator.errors import QUEUE_NOT_FOUND, RoomError
 from localmesh.emulator.store import Store
 
+from .clock import Clock, WallClock
+
 DEFAULT_LONG_POLL_WINDOW = 20.0
 
 _QueueKey = tuple[str, str]
@@ -25,8 +27,12 @@ _T = TypeVar("_T")
 
 
 class Queues:
-    def __init__(self, store: Store, *, long_poll_window: float = DEFAULT_LONG_POLL_WINDOW) -> None:
+    def __init__(
+        self, store: Store, *, long_poll_window: float = DEFAULT_LONG_POLL_WINDOW,
+        clock: Clock | None = None,
+    ) -> None:
         self._store = store
+        self.clock: Clock = clock or WallClock()  # long-poll windows run on it
         self.long_poll_window = long_poll_window
         self._known: set[_QueueKey] = set()
         self._waiters: dict[_QueueKey, deque[asyncio.Future[tuple[int, str] | None]]] = {}
@@ -130,7 +136,7 @@ class Queues:
             self._waiter_added.set()
             self._waiter_added = asyncio.Event()
         try:
-            async with asyncio.timeout(self.long_poll_window if window is None else window):
+            async with self.clock.timeout(self.long_poll_window if window is None else window):
                 return await waiter
         except TimeoutError:
             # The window can close between a hand-off and our wake-up: the message is ours.

@@ -20,6 +20,8 @@ from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from localmesh.emulator.state import DEFAULT_MAX_MESSAGE_BYTES, EmulatorState, Settings
 from localmesh.protocol.llm_urls import llm_environment
 
+from .clock import Clock, WallClock
+
 
 class RoomServer:
     def __init__(
@@ -33,6 +35,7 @@ class RoomServer:
         llm_script: str | Path | None = None,
         log_level: str = "warning",
         compression: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -41,6 +44,7 @@ class RoomServer:
             long_poll_window=long_poll_window,
             max_message_bytes=max_message_bytes,
             llm_script=None if llm_script is None else Path(llm_script),
+            clock=clock or WallClock(),
         )
         self._log_level = log_level
         self.compression = compression
@@ -130,6 +134,11 @@ class RoomServer:
         return self.state.mint_token(room=room, name=name, role=role, api=api, expires_in=expires_in)
 
     # ------------------------------------------------------------ test hooks
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the server's timers read (a ``VirtualClock`` in tests that ask for one)."""
+        return self.settings.clock
 
     @property
     def long_poll_window(self) -> float:

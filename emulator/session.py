@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import INVALID_REQUEST, OPERATION_FAILED, PERMISSION_DENIED, RoomError
-from localmesh.protocol.tokens import Participant
+from localmesh.protocol.tokens import Participant, token_expiry
 from localmesh.protocol.wire import (
     Content,
     MessageTooLarge,
@@ -37,6 +38,9 @@ logger = logging.getLogger("localmesh.session")
 CLOSE_INVALID_DATA = 1007
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_TOO_BIG = 1009
+CLOSE_POLICY_VIOLATION = 1008
+# request chunks belong to a call already allowed; they carry no request of their own
+_CHUNKS = frozenset({"room.tool_call_request_chunk"})
 # Message types a client may send that need no answer, or that localmesh does not host.
 _FIRE_AND_FORGET = frozenset({"set_attributes"})
 _NOT_EMULATED = frozenset({
@@ -57,6 +61,7 @@ class Session:
         tools: ToolLookup,
         max_message_bytes: int,
         on_close: Callable[[Session], Awaitable[None]] | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.websocket = websocket
         self.room = room
@@ -71,6 +76,8 @@ class Session:
         self._tasks: set[asyncio.Task[None]] = set()
         self._streams: dict[str, Call] = {}
         self._on_close = on_close
+        self._now = now  # the server's clock: a token that expires mid-connection is refused
+        self._expires = token_expiry(participant.claims)
         self.closed = asyncio.Event()
 
     # ------------------------------------------------------------ writing
@@ -159,6 +166,9 @@ class Session:
         except WireError as error:
             await self.reply(message_id, error_content(f"bad {type} message: {error}", INVALID_REQUEST))
             return
+        if type not in _CHUNKS and self._expired():
+            await self._refuse_expired(message_id)
+            return
         if type == "room.invoke_tool":
             self._start_call(message_id, header, payload)
         elif type == "room.tool_call_request_chunk":
@@ -173,6 +183,18 @@ class Session:
         else:
             await self.reply(message_id, error_content(
                 f"unknown message type {type!r}", INVALID_REQUEST))
+
+    def _expired(self) -> bool:
+        return self._expires is not None and self._now() >= self._expires
+
+    async def _refuse_expired(self, message_id: int) -> None:
+        # As the upgrade would refuse it: the call gets a clear error, then the connection
+        # closes with a close frame, which the SDK takes as final (it would not reconnect with
+        # this token anyway: the upgrade answers 403 to an expired one).
+        logger.info("room %s: %s's token has expired; closing", self.room, self.participant.name)
+        await self.reply(message_id, error_content(
+            "the participant token has expired: connect again with a new token", PERMISSION_DENIED))
+        await self.close(CLOSE_POLICY_VIOLATION, "token expired")
 
     def _start_call(self, message_id: int, header: dict[str, Any], payload: bytes) -> None:
         try:

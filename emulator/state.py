@@ -25,6 +25,8 @@ from localmesh.protocol.tokens import ApiKey, AuthError, Participant, TokenVerif
 from localmesh.scripted_llm import AuthError as LLMAuthError
 from localmesh.scripted_llm import load_script
 
+from .clock import Clock, WallClock
+
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DOWNLOAD_URL_LIFETIME = timedelta(hours=1)
 
@@ -35,6 +37,7 @@ class Settings:
     long_poll_window: float = DEFAULT_LONG_POLL_WINDOW
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     llm_script: Path | None = None  # None: the built-in demo script
+    clock: Clock = field(default_factory=WallClock)  # a VirtualClock in tests
 
 
 @dataclass
@@ -58,13 +61,14 @@ class EmulatorState:
         store = await Store.open(settings.data_dir)
         try:
             keys = await load_or_create_keys(store)
-            queues = Queues(store, long_poll_window=settings.long_poll_window)
+            queues = Queues(store, long_poll_window=settings.long_poll_window, clock=settings.clock)
             await queues.load()
         except BaseException:
             await store.close()
             raise
         state = cls(
-            settings=settings, store=store, keys=keys, verifier=TokenVerifier(keys),
+            settings=settings, store=store, keys=keys,
+            verifier=TokenVerifier(keys, now=settings.clock.time),
             queues=queues, storage=Storage(store), rooms=Rooms(), llm=llm,
         )
         toolkits = [
