@@ -13,6 +13,7 @@ from localmesh.emulator.errors import STORAGE_NOT_FOUND, RoomError
 from localmesh.emulator.files_api import create_files_router, files_base_url
 from localmesh.emulator.llm import create_llm_router
 from localmesh.emulator.paths import basename
+from localmesh.emulator.services.api import create_services_router
 from localmesh.emulator.session import Session
 from localmesh.emulator.state import EmulatorState
 from localmesh.emulator.storage import canonical_file
@@ -37,6 +38,11 @@ def create_app(state: EmulatorState) -> FastAPI:
     # The scripted LLM providers, at {MESHAGENT_API_URL}/openai/v1, /anthropic and /grok/v1 like the
     # real LLM proxy.
     app.include_router(create_llm_router(state.llm, state.llm_caller_room))
+    app.include_router(create_services_router(
+        state.services.registry, state.services.supervisor,
+        project_id=lambda: state.api_key.project_id,
+        is_api_key=lambda token: token is not None and state.is_api_key(token),
+    ))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,13 @@ class Rooms:
     def __init__(self) -> None:
         self._sessions: dict[str, set[Session]] = defaultdict(set)
         self._developer_logs: dict[str, list[DeveloperLogEntry]] = defaultdict(list)
+        # Told of each room's first participant (the supervisor starts project services there).
+        self.on_active: Callable[[str], None] | None = None
 
     def join(self, session: Session) -> None:
         self._sessions[session.room].add(session)
+        if self.on_active is not None:
+            self.on_active(session.room)
 
     async def leave(self, session: Session) -> None:
         self._sessions[session.room].discard(session)

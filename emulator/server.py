@@ -17,6 +17,7 @@ from localmesh.emulator.app import create_app
 from localmesh.emulator.faults import Faults
 from localmesh.emulator.llm import LLMHub
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
+from localmesh.emulator.services import RunnerSettings, Services
 from localmesh.emulator.state import DEFAULT_MAX_MESSAGE_BYTES, EmulatorState, Settings
 from localmesh.protocol.llm_urls import llm_environment
 
@@ -36,6 +37,8 @@ class RoomServer:
         log_level: str = "warning",
         compression: bool = False,
         clock: Clock | None = None,
+        mount_images: dict[str, str | Path] | None = None,
+        service_settings: RunnerSettings | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -45,6 +48,8 @@ class RoomServer:
             max_message_bytes=max_message_bytes,
             llm_script=None if llm_script is None else Path(llm_script),
             clock=clock or WallClock(),
+            mount_images={image: Path(folder) for image, folder in (mount_images or {}).items()},
+            services=service_settings or RunnerSettings(),
         )
         self._log_level = log_level
         self.compression = compression
@@ -82,8 +87,12 @@ class RoomServer:
         self.port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
         self._state.public_url = self.url
         self._main_loop = asyncio.create_task(self._uvicorn.main_loop())
+        await self._state.services.start()  # room services run from the start
 
     async def stop(self) -> None:
+        if self._state is not None:
+            # Services first, while their room connections can still close cleanly.
+            await self._state.services.stop()
         if self._uvicorn is not None and self._main_loop is not None:
             self._uvicorn.should_exit = True
             await self._main_loop
@@ -152,6 +161,11 @@ class RoomServer:
     def llm(self) -> LLMHub:
         """The scripted LLM: ``server.llm.set_script(room, script)``, ``.transcript(room)``."""
         return self.state.llm
+
+    @property
+    def services(self) -> Services:
+        """Stored services and their processes: ``server.services.supervisor.state_of(room, id)``."""
+        return self.state.services
 
     @property
     def faults(self) -> Faults:

@@ -16,6 +16,8 @@ from localmesh.emulator.llm import LLMHub
 from localmesh.emulator.project import load_or_create_keys
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW, Queues
 from localmesh.emulator.rooms import Rooms
+from localmesh.emulator.services import LocalRuntime, RunnerSettings, Services
+from localmesh.emulator.services.toolkit import ServicesToolkit
 from localmesh.emulator.storage import Storage
 from localmesh.emulator.store import Store
 from localmesh.emulator.toolkits.queues import QueuesToolkit
@@ -38,6 +40,9 @@ class Settings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     llm_script: Path | None = None  # None: the built-in demo script
     clock: Clock = field(default_factory=WallClock)  # a VirtualClock in tests
+    # Code images for container.storage.images, as local folders (--mount-image IMAGE=DIR).
+    mount_images: dict[str, Path] = field(default_factory=dict)
+    services: RunnerSettings = field(default_factory=RunnerSettings)
 
 
 @dataclass
@@ -50,6 +55,7 @@ class EmulatorState:
     storage: Storage
     rooms: Rooms
     llm: LLMHub
+    services: Services
     tools: dict[tuple[str, str], Handler] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     public_url: str = ""  # set once the server listens
@@ -63,19 +69,30 @@ class EmulatorState:
             keys = await load_or_create_keys(store)
             queues = Queues(store, long_poll_window=settings.long_poll_window, clock=settings.clock)
             await queues.load()
+            services = await Services.open(
+                store.connection, data_dir=settings.data_dir,
+                runtime=LocalRuntime(mount_images=dict(settings.mount_images)),
+                settings=settings.services, where_api_url=lambda: state.public_url,
+                project_id=keys[0].project_id,
+                # Late-bound: services mint tokens and read the URL once the state exists.
+                mint=lambda room, name, api, role: state.mint_token(
+                    room=room, name=name, role=role, api=api),
+            )
         except BaseException:
             await store.close()
             raise
         state = cls(
             settings=settings, store=store, keys=keys,
             verifier=TokenVerifier(keys, now=settings.clock.time),
-            queues=queues, storage=Storage(store), rooms=Rooms(), llm=llm,
+            queues=queues, storage=Storage(store), rooms=Rooms(), llm=llm, services=services,
         )
+        state.rooms.on_active = services.supervisor.room_active
         toolkits = [
             QueuesToolkit(queues),
             StorageToolkit(state.storage, state.rooms.broadcast, state.download_url),
             DeveloperToolkit(state.rooms.record_developer_log),
             MessagingToolkit(state.rooms.participants),
+            ServicesToolkit(services.supervisor),
         ]
         for toolkit in toolkits:
             for tool, handler in toolkit.handlers().items():
@@ -83,6 +100,7 @@ class EmulatorState:
         return state
 
     async def close(self) -> None:
+        await self.services.stop()
         await self.queues.settle()
         await self.store.close()
 

@@ -79,6 +79,11 @@ class Store:
     async def close(self) -> None:
         await self._db.close()
 
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        """The one connection, for feature stores that keep their own tables (services)."""
+        return self._db
+
     # ------------------------------------------------------------ keys
 
     async def api_keys(self) -> list[tuple[str, str, str]]:

@@ -1,0 +1,168 @@
+"""Which services run where: room services in their room from the server's start, project
+services in every room that becomes active; each (room, service) pair is one runner.
+
+The supervisor follows the registry: a create starts the service, an update restarts it
+with the new spec, a delete or ``enabled: false`` stops it. ``stop()`` ends every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .images import LocalRuntime
+from .launch import LaunchPlan, RoomContext, plan_launch
+from .logs import Logs
+from .registry import PROJECT, ServiceRegistry
+from .runner import RunnerSettings, ServiceRunner, Sleep
+from .spec import ServiceSpec, parse_spec
+
+# (room, identity, api scope or None, role) -> a participant JWT
+Minter = Callable[[str, str, dict[str, Any] | None, str], str]
+
+
+@dataclass(frozen=True)
+class Where:
+    """The server a service talks back to; read when a service starts (the port is known late)."""
+
+    api_url: Callable[[], str]
+    project_id: str
+    runtime_dir: Path  # homes of the running services
+
+
+class Supervisor:
+    def __init__(
+        self,
+        registry: ServiceRegistry,
+        *,
+        where: Where,
+        mint: Minter,
+        logs: Logs,
+        settings: RunnerSettings | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._registry = registry
+        self._where = where
+        self._mint = mint
+        self.logs = logs
+        self.settings = settings or RunnerSettings()
+        self._clock = clock
+        self._sleep = sleep
+        self._specs: dict[tuple[str, str], ServiceSpec] = {}  # (scope, id) -> spec
+        self._runners: dict[tuple[str, str], ServiceRunner] = {}  # (room, id) -> runner
+        self._active_rooms: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._started = False
+        registry.subscribe(self._changed)
+
+    @property
+    def runtime(self) -> LocalRuntime:
+        return self._registry.runtime
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load every stored service and start the room services."""
+        async with self._lock:
+            for row in await self._registry.rows():
+                self._specs[(row.room, row.id)] = parse_spec({**row.spec, "id": row.id})
+            self._started = True
+            for room in {scope for scope, _ in self._specs if scope != PROJECT}:
+                self._activate(room)
+
+    async def stop(self) -> None:
+        async with self._lock:
+            self._started = False
+            runners = list(self._runners.values())
+            self._runners.clear()
+        await asyncio.gather(*(runner.stop() for runner in runners))
+
+    def room_active(self, room: str) -> None:
+        """A participant joined ``room``: project services start there if they do not run yet."""
+        if self._started and room not in self._active_rooms:
+            self._activate(room)
+
+    def _activate(self, room: str) -> None:
+        self._active_rooms.add(room)
+        for (scope, service_id), spec in self._specs.items():
+            if scope in (room, PROJECT) and spec.enabled and (room, service_id) not in self._runners:
+                self._start_runner(room, service_id, spec)
+
+    # ------------------------------------------------------------ registry changes
+
+    async def _changed(self, scope: str, service_id: str, spec: ServiceSpec | None) -> None:
+        async with self._lock:
+            if spec is None:
+                self._specs.pop((scope, service_id), None)
+            else:
+                self._specs[(scope, service_id)] = spec.model_copy(update={"id": service_id})
+            rooms = sorted(self._active_rooms) if scope == PROJECT else [scope]
+            stopping = [self._runners.pop((room, service_id)) for room in rooms
+                        if (room, service_id) in self._runners]
+            await asyncio.gather(*(runner.stop() for runner in stopping))
+            if spec is None:
+                self.logs.forget(service_id)
+                return
+            if not self._started:
+                return
+            if scope != PROJECT and scope not in self._active_rooms:
+                self._activate(scope)  # the room comes alive with its first service
+            elif spec.enabled:
+                for room in rooms:
+                    if (room, service_id) not in self._runners:  # room_active may have been first
+                        self._start_runner(room, service_id, self._specs[(scope, service_id)])
+
+    # ------------------------------------------------------------ runners
+
+    def _start_runner(self, room: str, service_id: str, spec: ServiceSpec) -> None:
+        home = self._where.runtime_dir / service_id / quote(room, safe="")
+        context = RoomContext(room=room, project_id=self._where.project_id,
+                              api_url=self._where.api_url(), home=home)
+
+        def make_plan() -> LaunchPlan:
+            home.mkdir(parents=True, exist_ok=True)
+            return plan_launch(spec, self.runtime, context,
+                               lambda identity, api, role: self._mint(room, identity, api, role),
+                               dict(os.environ))
+
+        runner = ServiceRunner(
+            room=room, service_id=service_id, name=spec.metadata.name, make_plan=make_plan,
+            mint_for=lambda identity, api: self._mint(room, identity, api, "agent"),
+            room_url=f"{context.room_url}/rooms/{room}", log=self.logs.of(room, service_id),
+            settings=self.settings, clock=self._clock, sleep=self._sleep,
+        )
+        self._runners[(room, service_id)] = runner
+        runner.start()
+
+    # ------------------------------------------------------------ what the room sees
+
+    def services_in(self, room: str) -> list[ServiceSpec]:
+        """The room's own services, then the project's (which run in every room)."""
+        own = [spec for (scope, _), spec in self._specs.items() if scope == room]
+        return own + [spec for (scope, _), spec in self._specs.items() if scope == PROJECT]
+
+    def state_of(self, room: str, service_id: str) -> dict[str, Any]:
+        runner = self._runners.get((room, service_id))
+        if runner is None:
+            return {"service_id": service_id, "state": "stopped"}
+        return runner.status.to_json()
+
+    def runner(self, room: str, service_id: str) -> ServiceRunner | None:
+        return self._runners.get((room, service_id))
+
+    def find(self, room: str, name_or_id: str) -> ServiceSpec | None:
+        for spec in self.services_in(room):
+            if name_or_id in (spec.id, spec.metadata.name):
+                return spec
+        return None
+
+    def pids(self) -> list[int]:
+        """The watchdog of each running service (tests check none outlives the server)."""
+        return [pid for runner in self._runners.values() if (pid := runner.pid) is not None]
