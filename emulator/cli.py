@@ -14,6 +14,7 @@ import typer
 from localmesh.emulator.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, local_project_key
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from localmesh.emulator.server import RoomServer, environment
+from localmesh.emulator.services.images import parse_mount_option
 from localmesh.protocol.tokens import ROLES, mint_token
 from localmesh.scripted_llm import ScriptError
 
@@ -38,11 +39,21 @@ def serve(
         help="Seconds a waiting queue receive holds before answering empty.")] = DEFAULT_LONG_POLL_WINDOW,
     llm_script: Annotated[Path | None, typer.Option(
         help="LLM script the /openai/v1 endpoint plays (default: the built-in demo).")] = None,
+    mount_image: Annotated[list[str] | None, typer.Option(
+        "--mount-image", metavar="IMAGE=DIR",
+        help="Serve a code image that services mount (container.storage.images) from a local"
+             " folder; IMAGE is the full reference, the repository or its last name. Repeatable.",
+    )] = None,
 ) -> None:
     """Run the room emulator in the foreground until Ctrl-C or SIGTERM."""
+    try:
+        mounts = dict(parse_mount_option(text) for text in mount_image or ())
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--mount-image") from None
     server = RoomServer(
         host=host, port=port, data_dir=None if in_memory else data_dir,
         long_poll_window=long_poll_window, llm_script=llm_script, log_level="info",
+        mount_images=mounts,
     )
     try:
         asyncio.run(_serve(server, in_memory))

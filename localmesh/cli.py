@@ -14,6 +14,7 @@ import typer
 
 from localmesh.emulator.cli import app as emulator_app
 from localmesh.emulator.config import DEFAULT_DATA_DIR, local_api_key
+from localmesh.emulator.services.cli import service_app
 from localmesh.fixtures.llm import ScriptedLLMAdapter
 from localmesh.worker import cli as worker_cli
 from localmesh.worker.join import is_claude_model
