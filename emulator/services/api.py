@@ -21,6 +21,7 @@ from .registry import PROJECT, ServiceError, ServiceRegistry
 from .supervisor import Supervisor
 
 _STATUS = {"invalid": 400, "not_found": 404, "conflict": 409}
+OptionalRoom = str | None  # the room of a room-scope route; None for the project scope
 
 
 def _error(status: int, detail: str) -> JSONResponse:
@@ -98,8 +99,10 @@ def create_services_router(
     return router
 
 
-def _add_scope_routes(router, prefix, scoped, answer, registry, list_services, create_in_room,
-                      update_in_room) -> None:
+def _add_scope_routes(
+    router: APIRouter, prefix: str, scoped: bool, answer: Callable[..., Any], registry: ServiceRegistry,
+    list_services: Callable[..., Any], create_in_room: Callable[..., Any], update_in_room: Callable[..., Any],
+) -> None:
     """The six routes of one scope; a room scope takes ``room`` from the path."""
 
     def scope_of(room: str | None) -> str:
@@ -116,19 +119,25 @@ def _add_scope_routes(router, prefix, scoped, answer, registry, list_services, c
         return await answer(request, project, registry.create, PROJECT)
 
     @router.get(prefix + "/by-name/{name}")
-    async def by_name_route(request: Request, project: str, name: str, room: str | None = None) -> Response:
+    async def by_name_route(request: Request, project: str, name: str, room: OptionalRoom = None) -> Response:
         return await answer(request, project, registry.by_name, scope_of(room), name)
 
     @router.get(prefix + "/{service_id}")
-    async def get_route(request: Request, project: str, service_id: str, room: str | None = None) -> Response:
+    async def get_route(
+        request: Request, project: str, service_id: str, room: OptionalRoom = None,
+    ) -> Response:
         return await answer(request, project, registry.get, scope_of(room), service_id)
 
     @router.put(prefix + "/{service_id}")
-    async def update_route(request: Request, project: str, service_id: str, room: str | None = None) -> Response:
+    async def update_route(
+        request: Request, project: str, service_id: str, room: OptionalRoom = None,
+    ) -> Response:
         if scoped:
             return await answer(request, project, update_in_room, scope_of(room), service_id)
         return await answer(request, project, registry.update, PROJECT, service_id)
 
     @router.delete(prefix + "/{service_id}")
-    async def delete_route(request: Request, project: str, service_id: str, room: str | None = None) -> Response:
+    async def delete_route(
+        request: Request, project: str, service_id: str, room: OptionalRoom = None,
+    ) -> Response:
         return await answer(request, project, registry.delete, scope_of(room), service_id)

@@ -65,7 +65,7 @@ async def call_endpoints(port: PortPlan, room: str, room_url: str, mint: MintFor
             except httpx.TransportError as error:
                 raise EndpointError(f"calling {identity!r} at {path} failed: {error!r}") from None
             if response.status_code >= 400:
-                raise EndpointError(
-                    f"{path} refused the call for {identity!r}: HTTP {response.status_code} {response.text[:200]}")
+                raise EndpointError(f"{path} refused the call for {identity!r}:"
+                                    f" HTTP {response.status_code} {response.text[:200]}")
             called.append(f"{identity} at {path}")
     return called

@@ -172,7 +172,9 @@ def agent_environment(context: RoomContext, container_token: str) -> dict[str, s
     return env
 
 
-def _base_environment(runtime: LocalRuntime, context: RoomContext, inherited: dict[str, str]) -> dict[str, str]:
+def _base_environment(
+    runtime: LocalRuntime, context: RoomContext, inherited: dict[str, str],
+) -> dict[str, str]:
     # A container starts from a clean environment; so does a local service, except what
     # running programs at all needs. HOME is the service's own: a ~/.meshagent profile of
     # the user's would otherwise point the agent at the cloud.

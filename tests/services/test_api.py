@@ -43,7 +43,8 @@ async def test_room_service_crud(localmesh_server, accounts):
     service_id = await accounts.create_room_service(project_id=project, room_name="r", service=idle_spec())
     listed = await accounts.list_room_services(project_id=project, room_name="r")
     assert [(s.id, s.metadata.name) for s in listed] == [(service_id, "idle")]
-    assert (await accounts.get_room_service(project_id=project, room_name="r", service_id=service_id)).id == service_id
+    got = await accounts.get_room_service(project_id=project, room_name="r", service_id=service_id)
+    assert got.id == service_id
     by_name = await accounts.get_room_service_by_name(project_id=project, room_name="r", service_name="idle")
     assert by_name.id == service_id
     assert await accounts.list_room_services(project_id=project, room_name="other") == []
@@ -55,7 +56,8 @@ async def test_room_service_crud(localmesh_server, accounts):
     changed.id = service_id
     changed.metadata.description = "changed"
     first_pid = supervisor.runner("r", service_id).pid
-    await accounts.update_room_service(project_id=project, room_name="r", service_id=service_id, service=changed)
+    await accounts.update_room_service(
+        project_id=project, room_name="r", service_id=service_id, service=changed)
     got = await accounts.get_room_service(project_id=project, room_name="r", service_id=service_id)
     assert got.metadata.description == "changed"
     await until(lambda: (supervisor.runner("r", service_id) or None) is not None
@@ -73,7 +75,8 @@ async def test_project_service_crud_answers_whole_specs(localmesh_server, accoun
     created = await accounts.create_service(project_id=project, service=idle_spec("everywhere"))
     assert created.id and created.metadata.name == "everywhere"
     assert [s.id for s in await accounts.list_services(project_id=project)] == [created.id]
-    assert (await accounts.get_service_by_name(project_id=project, service_name="everywhere")).id == created.id
+    found = await accounts.get_service_by_name(project_id=project, service_name="everywhere")
+    assert found.id == created.id
     created.enabled = False
     updated = await accounts.update_service(project_id=project, service_id=created.id, service=created)
     assert updated.enabled is False
@@ -95,7 +98,8 @@ async def test_unrunnable_image_is_refused_at_create(localmesh_server, accounts)
     spec = idle_spec()
     spec.container.image = "docker.io/library/nginx:latest"
     with pytest.raises(ValidationErrorResponse, match="container.image: .*cannot be pulled offline"):
-        await accounts.create_room_service(project_id=localmesh_server.project_id, room_name="r", service=spec)
+        await accounts.create_room_service(
+            project_id=localmesh_server.project_id, room_name="r", service=spec)
     assert await accounts.list_room_services(project_id=localmesh_server.project_id, room_name="r") == []
 
 
@@ -108,7 +112,8 @@ async def test_bad_bodies_get_400_naming_the_field(localmesh_server, change, mes
     body = {**idle_spec().model_dump(mode="json", exclude_none=True), **change}
     url = f"{localmesh_server.url}/accounts/projects/{localmesh_server.project_id}/rooms/r/services"
     async with httpx.AsyncClient() as http:
-        response = await http.post(url, json=body, headers={"Authorization": f"Bearer {localmesh_server.api_key}"})
+        headers = {"Authorization": f"Bearer {localmesh_server.api_key}"}
+        response = await http.post(url, json=body, headers=headers)
     assert response.status_code == 400
     assert message in response.json()["detail"]
 
