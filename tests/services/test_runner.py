@@ -119,7 +119,8 @@ async def test_a_service_that_ignores_sigterm_is_killed_after_the_grace(tmp_path
 
 
 async def test_restart_request_starts_a_new_process_at_once(tmp_path):
-    runner = make_runner(lambda: python_plan("print('up', flush=True); import time; time.sleep(300)", tmp_path))
+    code = "print('up', flush=True); import time; time.sleep(300)"
+    runner = make_runner(lambda: python_plan(code, tmp_path))
     runner.start()
     await until_line(runner.log, "up")
     first = runner.pid
