@@ -13,17 +13,19 @@ import jwt
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.faults import Faults
 from localmesh.emulator.llm import LLMHub
+from localmesh.emulator.paths import basename
 from localmesh.emulator.project import load_or_create_keys
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW, Queues
 from localmesh.emulator.rooms import Rooms
 from localmesh.emulator.services import LocalRuntime, RunnerSettings, Services
 from localmesh.emulator.services.toolkit import ServicesToolkit
-from localmesh.emulator.storage import Storage
+from localmesh.emulator.storage import Storage, canonical_file
 from localmesh.emulator.store import Store
 from localmesh.emulator.toolkits.queues import QueuesToolkit
 from localmesh.emulator.toolkits.room import DeveloperToolkit, MessagingToolkit
 from localmesh.emulator.toolkits.storage import StorageToolkit
 from localmesh.protocol.tokens import ApiKey, AuthError, Participant, TokenVerifier, bearer_token, mint_token
+from localmesh.protocol.wire import guess_mime_type
 from localmesh.scripted_llm import AuthError as LLMAuthError
 from localmesh.scripted_llm import load_script
 
@@ -77,6 +79,7 @@ class EmulatorState:
                 # Late-bound: services mint tokens and read the URL once the state exists.
                 mint=lambda room, name, api, role: state.mint_token(
                     room=room, name=name, role=role, api=api),
+                place_file=lambda room, path, text: state.place_file(room, path, text),
             )
         except BaseException:
             await store.close()
@@ -143,6 +146,13 @@ class EmulatorState:
             if isinstance(grant, dict) and grant.get("name") == "room":
                 return str(grant.get("scope"))
         raise LLMAuthError("token has no room grant")
+
+    async def place_file(self, room: str, path: str, text: str) -> None:
+        """Create a file in room storage unless one is there (a service spec's ``files``)."""
+        path = canonical_file(path)
+        if await self.storage.stat(room, path) is None:
+            await self.storage.write(room, path, text.encode(), guess_mime_type(basename(path)),
+                                     overwrite=False)
 
     # ------------------------------------------------------------ presigned downloads
 

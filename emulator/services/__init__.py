@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from .logs import Logs
 from .registry import PROJECT, ServiceError, ServiceRegistry
 from .runner import RunnerSettings
 from .store import ServiceStore
-from .supervisor import Minter, Supervisor, Where
+from .supervisor import Minter, PlaceFile, Supervisor, Where
 
 __all__ = ["PROJECT", "LocalRuntime", "RunnerSettings", "ServiceError", "Services"]
 
@@ -45,9 +46,10 @@ class Services:
         data_dir: Path | None,
         runtime: LocalRuntime,
         settings: RunnerSettings,
-        where_api_url,
+        where_api_url: Callable[[], str],
         project_id: str,
         mint: Minter,
+        place_file: PlaceFile | None = None,
     ) -> Services:
         scratch = None
         if data_dir is None:
@@ -59,7 +61,7 @@ class Services:
         logs = Logs()
         supervisor = Supervisor(
             registry, where=Where(where_api_url, project_id, runtime_dir), mint=mint, logs=logs,
-            settings=settings)
+            place_file=place_file, settings=settings)
         return cls(registry, supervisor, logs, scratch)
 
     async def start(self) -> None:

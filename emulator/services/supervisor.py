@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from .spec import ServiceSpec, parse_spec
 
 # (room, identity, api scope or None, role) -> a participant JWT
 Minter = Callable[[str, str, dict[str, Any] | None, str], str]
+# (room, path, text): create a file in room storage unless it exists
+PlaceFile = Callable[[str, str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Supervisor:
         where: Where,
         mint: Minter,
         logs: Logs,
+        place_file: PlaceFile | None = None,
         settings: RunnerSettings | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
@@ -52,6 +55,8 @@ class Supervisor:
         self._where = where
         self._mint = mint
         self.logs = logs
+        self._place_file = place_file
+        self._background: set[asyncio.Task[None]] = set()
         self.settings = settings or RunnerSettings()
         self._clock = clock
         self._sleep = sleep
@@ -82,7 +87,10 @@ class Supervisor:
             self._started = False
             runners = list(self._runners.values())
             self._runners.clear()
-        await asyncio.gather(*(runner.stop() for runner in runners))
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*(runner.stop() for runner in runners), *self._background,
+                             return_exceptions=True)
 
     def room_active(self, room: str) -> None:
         """A participant joined ``room``: project services start there if they do not run yet."""
@@ -93,7 +101,7 @@ class Supervisor:
         self._active_rooms.add(room)
         for (scope, service_id), spec in self._specs.items():
             if scope in (room, PROJECT) and spec.enabled and (room, service_id) not in self._runners:
-                self._start_runner(room, service_id, spec)
+                self._start_in(room, service_id, spec)
 
     # ------------------------------------------------------------ registry changes
 
@@ -117,9 +125,27 @@ class Supervisor:
             elif spec.enabled:
                 for room in rooms:
                     if (room, service_id) not in self._runners:  # room_active may have been first
-                        self._start_runner(room, service_id, self._specs[(scope, service_id)])
+                        self._start_in(room, service_id, self._specs[(scope, service_id)])
 
     # ------------------------------------------------------------ runners
+
+    def _start_in(self, room: str, service_id: str, spec: ServiceSpec) -> None:
+        """The spec's files go into room storage; a container spec also gets its process."""
+        if spec.files and self._place_file is not None:
+            task = asyncio.create_task(self._place_files(room, spec))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        if spec.container is not None:
+            self._start_runner(room, service_id, spec)
+
+    async def _place_files(self, room: str, spec: ServiceSpec) -> None:
+        assert self._place_file is not None
+        for file in spec.files or ():
+            try:
+                await self._place_file(room, file.path, file.text)
+            except Exception as error:  # a bad path must not stop the service: tell its log
+                self.logs.of(room, spec.id or "").write(
+                    f"[localmesh] could not create {file.path!r} in room storage: {error}")
 
     def _start_runner(self, room: str, service_id: str, spec: ServiceSpec) -> None:
         home = self._where.runtime_dir / service_id / quote(room, safe="")
@@ -150,9 +176,11 @@ class Supervisor:
 
     def state_of(self, room: str, service_id: str) -> dict[str, Any]:
         runner = self._runners.get((room, service_id))
-        if runner is None:
-            return {"service_id": service_id, "state": "stopped"}
-        return runner.status.to_json()
+        if runner is not None:
+            return runner.status.to_json()
+        spec = self.find(room, service_id)
+        external = spec is not None and spec.container is None
+        return {"service_id": service_id, "state": "external" if external else "stopped"}
 
     def runner(self, room: str, service_id: str) -> ServiceRunner | None:
         return self._runners.get((room, service_id))

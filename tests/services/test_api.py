@@ -6,7 +6,9 @@ import asyncio
 
 import httpx
 import pytest
+from meshagent.api import RoomException
 from meshagent.api.client import ConflictError, Meshagent, NotFoundError, ValidationErrorResponse
+from meshagent.api.room_server_client import ServicesClient
 from meshagent.api.specs.service import ServiceSpec
 
 from localmesh.emulator import RoomServer
@@ -143,3 +145,49 @@ async def test_services_survive_a_restart_and_run_again(tmp_path):
         supervisor = server.services.supervisor
         await until(lambda: supervisor.state_of("r", service_id)["state"] == "running")
         assert supervisor.runner("r", service_id).pid != first
+
+
+async def test_spec_files_are_created_in_room_storage_once(localmesh_server, accounts, meshagent_room):
+    spec = ServiceSpec.model_validate({
+        "version": "v1", "kind": "Service", "metadata": {"name": "listing"},
+        "files": [{"path": "agents/notes.txt", "text": "from the spec"}],
+        "external": {"url": "https://example.invalid/agent"},
+    })
+    async with meshagent_room("r") as room:
+        await room.storage.upload(path="kept.txt", data=b"mine")
+        spec.files.append(type(spec.files[0])(path="kept.txt", text="not this"))
+        project = localmesh_server.project_id
+        await accounts.create_room_service(project_id=project, room_name="r", service=spec)
+        async with asyncio.timeout(PROMPT):
+            while not await room.storage.exists(path="agents/notes.txt"):
+                await asyncio.sleep(0.05)
+        assert (await room.storage.download(path="agents/notes.txt")).data == b"from the spec"
+        assert (await room.storage.download(path="kept.txt")).data == b"mine"
+        # No container: nothing runs, and the room says why.
+        result = await ServicesClient(room=room).list()
+        (listed,) = result.services
+        assert result.service_states[listed.id].state == "external"
+
+
+async def test_services_toolkit_lists_room_and_project_services_and_restarts(
+        localmesh_server, accounts, meshagent_room):
+    project = localmesh_server.project_id
+    room_id = await accounts.create_room_service(project_id=project, room_name="r", service=idle_spec("mine"))
+    everywhere = await accounts.create_service(project_id=project, service=idle_spec("everywhere"))
+    supervisor = localmesh_server.services.supervisor
+    async with meshagent_room("r") as room:  # the room becomes active: the project service starts
+        services = ServicesClient(room=room)
+        await until(lambda: supervisor.state_of("r", everywhere.id)["state"] == "running")
+        await until(lambda: supervisor.state_of("r", room_id)["state"] == "running")
+        result = await services.list()
+        assert [s.metadata.name for s in result.services] == ["mine", "everywhere"]
+        assert {sid: s.state for sid, s in result.service_states.items()} == {
+            room_id: "running", everywhere.id: "running"}
+        first = supervisor.runner("r", room_id).pid
+        await services.restart(service_id=room_id)
+        await until(lambda: supervisor.runner("r", room_id).pid not in (None, first))
+        assert (await services.list()).service_states[room_id].restart_count == 1
+        with pytest.raises(RoomException, match="does not exist in room 'r'"):
+            await services.restart(service_id="nope")
+    # Another room never used runs nothing.
+    assert supervisor.runner("other", everywhere.id) is None
