@@ -26,6 +26,7 @@ from .status import PortStatus, ServiceStatus
 logger = logging.getLogger("localmesh.services")
 
 GUARD = Path(__file__).with_name("guard.py")
+MAX_LINE_BYTES = 256 * 1024
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -132,7 +133,7 @@ class ServiceRunner:
         self.status.state = "starting"
         try:
             plan = self._make_plan()
-            process = await self._spawn(plan)
+            process, output, pipe = await self._spawn(plan)
         except (Unrunnable, OSError) as error:
             self._note(f"cannot start: {error}")
             self.status.start_error(str(error))
@@ -144,7 +145,7 @@ class ServiceRunner:
         for note in plan.notes:
             self.status.event("Normal", "LocalDifference", note)
         self._note(f"started: {plan.argv[-1]}")
-        reader = asyncio.create_task(self._pump_output(process))
+        reader = asyncio.create_task(self._pump_output(output))
         calls = asyncio.create_task(self._call_in(plan, process))
         try:
             exited = asyncio.ensure_future(process.wait())
@@ -159,6 +160,7 @@ class ServiceRunner:
                     await asyncio.shield(reader)
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
+            pipe.close()
         code = process.returncode
         self._process = None
         self.status.last_exit_code = code
@@ -167,17 +169,32 @@ class ServiceRunner:
             self.status.event("Warning", "Exited", f"process exited with code {code}")
         self._note(f"exited with code {code}")
 
-    async def _spawn(self, plan: LaunchPlan) -> asyncio.subprocess.Process:
+    async def _spawn(
+        self, plan: LaunchPlan,
+    ) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, asyncio.BaseTransport]:
+        """Start the guard; its output comes through a pipe of our own, so the process
+        object is done when the process is, whoever else still holds the pipe."""
         poke = next((f"http://127.0.0.1:{p.number}/" for p in plan.ports if p.http), None)
         argv = [sys.executable, "-I", str(GUARD), "--parent", str(os.getpid()),
                 "--grace", str(self._settings.grace), *(["--poke", poke] if poke else []),
                 "--", *plan.argv]
         plan.cwd.mkdir(parents=True, exist_ok=True)
-        return await asyncio.create_subprocess_exec(
-            *argv, cwd=plan.cwd, env=plan.env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # the guard leads its own group; SIGKILL to it spares us
-        )
+        read_fd, write_fd = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, cwd=plan.cwd, env=plan.env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd, stderr=write_fd,
+                start_new_session=True,  # the guard leads its own group; SIGKILL to it spares us
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        output = asyncio.StreamReader(limit=MAX_LINE_BYTES)
+        pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(output), os.fdopen(read_fd, "rb", buffering=0))
+        return process, output, pipe
 
     async def _call_in(self, plan: LaunchPlan, process: asyncio.subprocess.Process) -> None:
         """Endpoint shape: wait for liveness, then call each meshagent endpoint."""
@@ -195,9 +212,15 @@ class ServiceRunner:
             self._note(str(error))
             await self._terminate(process)
 
-    async def _pump_output(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        while line := await process.stdout.readline():
+    async def _pump_output(self, output: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                line = await output.readline()
+            except ValueError:  # longer than the limit: that much was dropped
+                self.log.write(f"[localmesh] (a line longer than {MAX_LINE_BYTES} bytes was cut)")
+                continue
+            if not line:
+                return
             text = line.decode(errors="replace").rstrip("\n")
             self.log.write(text)
             logger.debug("service %s in %s: %s", self.name, self.room, text)

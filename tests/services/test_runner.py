@@ -173,7 +173,19 @@ async def test_the_guard_follows_its_parent_killed_with_sigkill(tmp_path):
         parent.kill()
         await parent.wait()
         await until_gone(pids)
+        async with asyncio.timeout(PROMPT):
+            await parent.stdout.read()  # the guard and the service held the pipe: EOF once gone
     finally:
         if parent.returncode is None:
             parent.kill()
             await parent.wait()
+
+
+async def test_output_is_kept_line_by_line_and_an_overlong_line_is_cut(tmp_path):
+    code = "print('x' * 300_000); print('after', flush=True); import time; time.sleep(300)"
+    runner = make_runner(lambda: python_plan(code, tmp_path))
+    runner.start()
+    await until_line(runner.log, "after")
+    texts = [line.text for line in runner.log.lines()]
+    assert any("was cut" in text for text in texts)
+    assert all(len(text) <= 4100 for text in texts)  # and each kept line is bounded
