@@ -53,6 +53,10 @@ class ServiceRegistry:
 
     def validate(self, body: Any) -> ServiceSpec:
         """A spec that is valid and runs here, or ``ServiceError('invalid')`` naming the field."""
+        if isinstance(body, dict) and "template" in body and set(body) <= {"template", "values"}:
+            raise ServiceError("invalid", (
+                "service templates are not rendered by localmesh: render it with"
+                " `meshagent service render-template` and create the Service it prints"))
         try:
             spec = parse_spec(body)
             check_runnable(spec, self.runtime)

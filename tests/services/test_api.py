@@ -120,6 +120,14 @@ async def test_bad_bodies_get_400_naming_the_field(localmesh_server, change, mes
     assert message in response.json()["detail"]
 
 
+async def test_a_template_body_is_refused_with_what_to_do(localmesh_server):
+    url = f"{localmesh_server.url}/accounts/projects/{localmesh_server.project_id}/services"
+    async with httpx.AsyncClient() as http:
+        response = await http.post(url, json={"template": "kind: ServiceTemplate", "values": {}},
+                                   headers={"Authorization": f"Bearer {localmesh_server.api_key}"})
+    assert response.status_code == 400 and "render-template" in response.json()["detail"]
+
+
 async def test_auth_and_project_are_checked(localmesh_server):
     project = localmesh_server.project_id
     async with httpx.AsyncClient(base_url=localmesh_server.url) as http:

@@ -174,6 +174,15 @@ async def test_worker_deploy_as_in_the_docs(tmp_path):
         code, logs = await served.run("localmesh", "service", "logs", "worker", "--room", ROOM)
         assert code == 0 and "Worker connected" in logs, logs
 
+        # disable stops it (the process goes), enable starts it again.
+        guard = descendants(served.process.pid)
+        output = await meshagent(served, "service", "disable", "worker", "--room", ROOM)
+        assert "disabled" in output
+        assert (await service_state(served, ROOM, "worker"))["state"] == "stopped"
+        await until_gone(guard)
+        await meshagent(served, "service", "enable", "worker", "--room", ROOM)
+        await until_running(served, ROOM, "worker")
+
         # Deploying again updates the same service (the CLI upserts by name).
         output = await meshagent(served, "worker", "deploy", "--room", ROOM, *WORKER_FLAGS)
         assert "Deployed service:" in output
