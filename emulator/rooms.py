@@ -26,7 +26,7 @@ class Rooms:
     def __init__(self) -> None:
         self._sessions: dict[str, set[Session]] = defaultdict(set)
         self._developer_logs: dict[str, list[DeveloperLogEntry]] = defaultdict(list)
-        # Told of each room's first participant (the supervisor starts project services there).
+        # Told of every join; the first one of a room starts the project's services there.
         self.on_active: Callable[[str], None] | None = None
 
     def join(self, session: Session) -> None:

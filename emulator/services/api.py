@@ -61,20 +61,10 @@ def create_services_router(
             return _error(_STATUS[error.kind], error.message)
         return JSONResponse({} if result is None else result)
 
-    async def list_services(scope: str) -> dict[str, Any]:
-        return {"services": await registry.list(scope)}
-
-    async def create_in_room(room: str, body: Any) -> dict[str, Any]:
-        return {"id": (await registry.create(room, body))["id"]}
-
-    async def update_in_room(room: str, service_id: str, body: Any) -> dict[str, Any]:
-        await registry.update(room, service_id, body)
-        return {}
-
+    answers = _Answers(registry)
     base = "/accounts/projects/{project}"
-    for prefix, scoped in ((f"{base}/services", False), (f"{base}/rooms/{{room}}/services", True)):
-        _add_scope_routes(router, prefix, scoped, answer, registry, list_services,
-                          create_in_room, update_in_room)
+    _add_scope_routes(router, f"{base}/services", answer, answers, room_scoped=False)
+    _add_scope_routes(router, f"{base}/rooms/{{room}}/services", answer, answers, room_scoped=True)
 
     @router.get("/_localmesh/services/logs")
     async def service_logs(request: Request, room: str, service: str, follow: bool = False,
@@ -99,24 +89,41 @@ def create_services_router(
     return router
 
 
+class _Answers:
+    """What each call answers. As the real server does (and the CLI reads): a room create
+    answers ``{"id"}`` and a room update ``{}``; a project create or update the whole spec."""
+
+    def __init__(self, registry: ServiceRegistry) -> None:
+        self.registry = registry
+
+    async def list(self, scope: str) -> dict[str, Any]:
+        return {"services": await self.registry.list(scope)}
+
+    async def create(self, scope: str, body: Any) -> dict[str, Any]:
+        created = await self.registry.create(scope, body)
+        return created if scope == PROJECT else {"id": created["id"]}
+
+    async def update(self, scope: str, service_id: str, body: Any) -> dict[str, Any]:
+        updated = await self.registry.update(scope, service_id, body)
+        return updated if scope == PROJECT else {}
+
+
 def _add_scope_routes(
-    router: APIRouter, prefix: str, scoped: bool, answer: Callable[..., Any], registry: ServiceRegistry,
-    list_services: Callable[..., Any], create_in_room: Callable[..., Any], update_in_room: Callable[..., Any],
+    router: APIRouter, prefix: str, answer: Callable[..., Any], answers: _Answers, *, room_scoped: bool,
 ) -> None:
     """The six routes of one scope; a room scope takes ``room`` from the path."""
+    registry = answers.registry
 
-    def scope_of(room: str | None) -> str:
-        return room if scoped and room is not None else PROJECT
+    def scope_of(room: OptionalRoom) -> str:
+        return room if room_scoped and room is not None else PROJECT
 
     @router.get(prefix)
-    async def list_route(request: Request, project: str, room: str | None = None) -> Response:
-        return await answer(request, project, list_services, scope_of(room))
+    async def list_route(request: Request, project: str, room: OptionalRoom = None) -> Response:
+        return await answer(request, project, answers.list, scope_of(room))
 
     @router.post(prefix)
-    async def create_route(request: Request, project: str, room: str | None = None) -> Response:
-        if scoped:
-            return await answer(request, project, create_in_room, scope_of(room))
-        return await answer(request, project, registry.create, PROJECT)
+    async def create_route(request: Request, project: str, room: OptionalRoom = None) -> Response:
+        return await answer(request, project, answers.create, scope_of(room))
 
     @router.get(prefix + "/by-name/{name}")
     async def by_name_route(request: Request, project: str, name: str, room: OptionalRoom = None) -> Response:
@@ -132,9 +139,7 @@ def _add_scope_routes(
     async def update_route(
         request: Request, project: str, service_id: str, room: OptionalRoom = None,
     ) -> Response:
-        if scoped:
-            return await answer(request, project, update_in_room, scope_of(room), service_id)
-        return await answer(request, project, registry.update, PROJECT, service_id)
+        return await answer(request, project, answers.update, scope_of(room), service_id)
 
     @router.delete(prefix + "/{service_id}")
     async def delete_route(

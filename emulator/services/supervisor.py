@@ -79,7 +79,9 @@ class Supervisor:
             for row in await self._registry.rows():
                 self._specs[(row.room, row.id)] = parse_spec({**row.spec, "id": row.id})
             self._started = True
-            for room in {scope for scope, _ in self._specs if scope != PROJECT}:
+            # Rooms with services of their own, and any a participant joined before this.
+            rooms = {scope for scope, _ in self._specs if scope != PROJECT} | self._active_rooms
+            for room in sorted(rooms):
                 self._activate(room)
 
     async def stop(self) -> None:
@@ -94,8 +96,12 @@ class Supervisor:
 
     def room_active(self, room: str) -> None:
         """A participant joined ``room``: project services start there if they do not run yet."""
-        if self._started and room not in self._active_rooms:
+        if room in self._active_rooms:
+            return
+        if self._started:
             self._activate(room)
+        else:
+            self._active_rooms.add(room)  # start() activates it
 
     def _activate(self, room: str) -> None:
         self._active_rooms.add(room)
