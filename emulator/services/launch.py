@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localmesh.protocol.llm_urls import llm_environment
+
 from .images import LocalRuntime, runtime_of
 from .spec import ServiceSpec, SpecError
 
@@ -155,18 +157,14 @@ class RoomContext:
 
 def agent_environment(context: RoomContext, container_token: str) -> dict[str, str]:
     """What ``template: agent`` gives a MeshAgent container, pointed at localmesh."""
-    api = context.api_url
     env = {
-        "MESHAGENT_API_URL": api,
+        "MESHAGENT_API_URL": context.api_url,
         "MESHAGENT_ROOM_URL": context.room_url,
         "MESHAGENT_ROOM": context.room,
         "MESHAGENT_PROJECT_ID": context.project_id,
         "MESHAGENT_TOKEN": container_token,
         "MESHAGENT_DISABLE_VERSION_CHECK": "1",
-        "OPENAI_BASE_URL": f"{api}/openai/v1",
-        "ANTHROPIC_BASE_URL": f"{api}/anthropic",
-        "GROK_BASE_URL": f"{api}/grok/v1",
-        "XAI_BASE_URL": f"{api}/grok/v1",
+        **llm_environment(context.api_url),  # OPENAI_BASE_URL and the other providers'
     }
     env.update(dict.fromkeys(_LLM_KEY_VARIABLES, container_token))
     return env
