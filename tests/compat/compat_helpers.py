@@ -1,21 +1,25 @@
-"""Helpers for running the real MeshAgent SDK against the emulator.
+"""Helpers for running the real MeshAgent SDK against the emulator (or a real room).
 
 Tokens here are built the SDK's way (``ParticipantToken`` + grants + ``to_jwt``), never
 with the emulator's own minting, so the emulator is checked against what the SDK signs.
+``server`` is the test's target (tests/compat/targets.py): a ``RoomServer`` or a
+``RealService``; these helpers use only what both have.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any
 
 import websockets
 from meshagent.api import ApiScope, ParticipantToken, RoomClient
 from meshagent.api.websocket_protocol import WebSocketClientProtocol
+from packaging.version import Version
+from targets import room_name
 from websockets.exceptions import ConnectionClosed
 
-from localmesh.emulator import RoomServer
 from localmesh.protocol.wire import (
     Content,
     Message,
@@ -34,8 +38,13 @@ LLM_ROUND_TRIPS = 20.0
 PROMPT = 10.0
 
 
+def installed_version(distribution: str = "meshagent-api") -> Version:
+    """The installed version of one of the SDK's distributions (the matrix installs them alike)."""
+    return Version(version(distribution))
+
+
 def sdk_token(
-    server: RoomServer,
+    server: Any,
     *,
     room: str,
     name: str = "tester",
@@ -46,7 +55,7 @@ def sdk_token(
 ) -> str:
     """A participant JWT made by the real SDK, signed with the server's API key by default."""
     token = ParticipantToken(name=name)
-    token.add_room_grant(room)
+    token.add_room_grant(room_name(server, room))
     if role is not None:
         token.add_role_grant(role)
     if with_api:
@@ -56,7 +65,7 @@ def sdk_token(
     return token.to_jwt(**to_jwt)
 
 
-def sdk_client(server: RoomServer, room: str, token: str, **kwargs: Any) -> RoomClient:
+def sdk_client(server: Any, room: str, token: str, **kwargs: Any) -> RoomClient:
     """A real RoomClient for ``room`` on ``server`` (enter it with ``async with``)."""
     protocol = WebSocketClientProtocol(url=server.room_url(room), token=token)
     return RoomClient(protocol_factory=protocol.create_factory(), **kwargs)
@@ -66,10 +75,11 @@ class RawRoom:
     """A bare websocket speaking the wire format through ``worker.wire``, for bad input.
 
     ``async with RawRoom(url, token) as raw``: the handshake (``room_ready`` and
-    ``connected``) has been read; ``raw.ws`` is the ``websockets`` connection.
+    ``connected``) has been read; ``raw.ws`` is the ``websockets`` connection. With
+    ``token=None`` no ``Authorization`` header is sent (old clients put it in ``url``).
     """
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str | None) -> None:
         self.url = url
         self.token = token
         self.assembler = PacketAssembler()
@@ -79,7 +89,8 @@ class RawRoom:
 
     async def __aenter__(self) -> RawRoom:
         self.ws = await websockets.connect(
-            self.url, additional_headers={"Authorization": f"Bearer {self.token}"},
+            self.url,
+            additional_headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
             max_size=None, open_timeout=PROMPT,
         )
         async with asyncio.timeout(PROMPT):
