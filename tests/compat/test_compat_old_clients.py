@@ -28,8 +28,8 @@ from meshagent.api import ApiScope, ParticipantToken
 from websockets.exceptions import InvalidStatus
 
 from localmesh.emulator import RoomServer
-from localmesh.protocol.tokens import ApiKey
 from localmesh.protocol.sdk_versions import CHUNKS_UNANSWERED_FROM
+from localmesh.protocol.tokens import ApiKey
 from localmesh.protocol.wire import pack, unpack_content
 
 pytestmark = [
