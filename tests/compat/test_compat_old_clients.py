@@ -12,10 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
-import shutil
-import signal
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import websockets
-from compat_helpers import PROMPT, RawRoom, installed_version, sdk_client, sdk_token
+from compat_helpers import PROMPT, RawRoom, ServedLocalmesh, installed_version, sdk_client, sdk_token
 from meshagent.api import ApiScope, ParticipantToken
 from websockets.exceptions import InvalidStatus
 
@@ -198,47 +194,25 @@ async def test_the_installed_sdk_announces_its_version_and_its_token_is_never_lo
     assert jwt_text not in logs.text
 
 
-LOCALMESH = shutil.which("localmesh", path=str(Path(sys.executable).parent)) or "localmesh"
-
-
 @pytest.mark.slow
 async def test_localmesh_serve_prints_no_url_token(tmp_path):
     """A real `localmesh serve` process, logging as it does for a user (uvicorn's access
     lines included): a URL token, accepted or refused, is nowhere in what it prints."""
-    process = await asyncio.create_subprocess_exec(
-        LOCALMESH, "serve", "--in-memory", "--port", "0", "--long-poll-window", "1",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "HOME": str(tmp_path)},
-    )
-    printed: list[str] = []
-    try:
-        async with asyncio.timeout(PROMPT * 3):
-            exports: dict[str, str] = {}
-            while "MESHAGENT_DISABLE_VERSION_CHECK" not in exports:
-                line = (await process.stdout.readline()).decode()
-                assert line, "localmesh serve ended early:\n" + "".join(printed)
-                printed.append(line)
-                if found := re.match(r"export (\w+)=(\S+)", line.strip()):
-                    exports[found[1]] = found[2].strip("'")
-        url = exports["MESHAGENT_ROOM_URL"] + f"/rooms/{ROOM}"
+    async with ServedLocalmesh("--long-poll-window", "1") as served:
+        url = served.exports["MESHAGENT_ROOM_URL"] + f"/rooms/{ROOM}"
         token = ParticipantToken(name="old-timer")
         token.add_room_grant(ROOM)
         token.add_role_grant("agent")
         token.add_api_grant(ApiScope.agent_default())
-        accepted = token.to_jwt(api_key=exports["MESHAGENT_API_KEY"])
+        accepted = token.to_jwt(api_key=served.exports["MESHAGENT_API_KEY"])
         async with RawRoom(f"{url}?token={accepted}&v={OLD}", None) as raw:
             assert raw.handshake["connected"]["attributes"]["name"] == "old-timer"
         refused = "eyJzZWNyZXQiOiJ5ZXMifQ.not-a-real.signature-but-secret"
         with pytest.raises(InvalidStatus):
             async with websockets.connect(f"{url}?token={refused}&v={OLD}", open_timeout=PROMPT):
                 pass
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(PROMPT * 3):
-            rest, _ = await process.communicate()
-    output = "".join(printed) + rest.decode(errors="replace")
-    assert process.returncode == 0, output
+    output = served.output
+    assert served.returncode == 0, output
     assert f'"WebSocket /rooms/{ROOM}?v={OLD}" [accepted]' in output
     assert f'"WebSocket /rooms/{ROOM}?v={OLD}" 403' in output
     for secret in (accepted, refused, *accepted.split("."), *refused.split(".")):
