@@ -7,7 +7,7 @@
 
 Each session is a virtual environment of its own, built from the Python 3.13 that
 scripts/find-python.sh finds (the one scripts/bootstrap.sh uses): localmesh (editable) plus
-meshagent-api, -cli, -agents, -openai and -tools of that version. The versions live in
+meshagent-api, -cli, -agents, -openai, -anthropic and -tools of that version. The versions live in
 pyproject.toml, [tool.localmesh.sdk-matrix]. With LOCALMESH_TARGET=real and MeshAgent
 credentials in the environment, a session checks a real room instead (the parity kit).
 """
@@ -23,7 +23,7 @@ import nox
 ROOT = Path(__file__).parent
 MATRIX = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["localmesh"]["sdk-matrix"]
 SDK_DISTRIBUTIONS = ("meshagent-api", "meshagent-cli", "meshagent-agents", "meshagent-openai",
-                     "meshagent-tools")
+                     "meshagent-anthropic", "meshagent-tools")
 
 nox.options.sessions = ["compat"]
 nox.options.reuse_venv = "yes"  # pip still brings each session up to date; CI starts from none

@@ -172,7 +172,7 @@ async def file_written(room: RoomClient, path: str, send: Callable[[], Any]) -> 
 
 
 async def wait_for_transcript(
-    server: RoomServer, room: str, entries: int | Callable[[list[Any]], bool]
+    server: Any, room: str, entries: int | Callable[[list[Any]], bool]
 ) -> list[Any]:
     """The room's LLM transcript once it has ``entries`` entries, or once ``entries(transcript)``
     holds (bounded poll)."""

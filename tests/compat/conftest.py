@@ -102,10 +102,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 @pytest.fixture(autouse=True)
 def _no_stray_meshagent_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SDK reads MESHAGENT_* and OPENAI_* variables in many places (SDK versions before 0.50
-    even sign with $MESHAGENT_API_KEY when given another secret): tests set what they need."""
+    """The SDK reads MESHAGENT_* and the LLM providers' variables in many places (SDK versions
+    before 0.50 even sign with $MESHAGENT_API_KEY when given another secret): tests set what
+    they need."""
     for name in list(os.environ):
-        if name.startswith(("MESHAGENT_", "OPENAI_")):
+        if name.startswith(("MESHAGENT_", "OPENAI_", "ANTHROPIC_", "GROK_", "XAI_")):
             monkeypatch.delenv(name)
 
 
@@ -143,7 +144,7 @@ def client(server: Any) -> Callable[..., RoomClient]:
 
 
 @pytest.fixture
-def sdk_env(server: RoomServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def sdk_env(server: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The process environment the real SDK reads, pointing at this test's emulator."""
     # worker.stop() returns once the Worker's pending long-poll receive does: keep that short.
     server.long_poll_window = 0.3

@@ -26,6 +26,7 @@ MESHAGENT = shutil.which("meshagent", path=str(Path(sys.executable).parent)) or 
 CLI_TIMEOUT = 60.0  # the CLI imports a lot before it does anything
 # meshagent-openai sends each toolkit as a "namespace" tool from 0.44.0 on; flat functions before.
 NAMESPACED_TOOLS = Version("0.44.0")
+GROK_ROUTE = Version("0.50.1")
 
 
 def _cli_env(server, home: Path, *, token: str | None) -> dict[str, str]:
@@ -227,9 +228,12 @@ async def test_real_process_join_with_a_grok_model_speaks_to_the_grok_route(serv
         "--threading-mode", "none", "--thread-storage", "none",
     )
     assert poem == POEM
-    grok = [e for e in server.llm.transcript(ROOM) if e.provider == "grok"]
-    assert [(e.api, e.model, e.rule) for e in grok] == [
-        ("responses", "grok-4.6", "save-poem"), ("responses", "grok-4.6", "poem-saved"),
+    entries = server.llm.transcript(ROOM)
+    # `process join` sends grok-* models to GROK_BASE_URL from meshagent-cli 0.50.1 on; before,
+    # through its OpenAI Responses adapter at the OpenAI base URL.
+    provider = "grok" if installed_version("meshagent-cli") >= GROK_ROUTE else "openai"
+    assert [(e.provider, e.api, e.model, e.rule) for e in entries if e.model == "grok-4.6"] == [
+        (provider, "responses", "grok-4.6", "save-poem"), (provider, "responses", "grok-4.6", "poem-saved"),
     ]
     assert "not supported by localmesh" not in output, output
 

@@ -42,7 +42,7 @@ def test_the_newest_version_is_the_test_extras_pin() -> None:
     test_extra = PYPROJECT["project"]["optional-dependencies"]["test"]
     pins = dict(req.split("==") for req in test_extra if req.startswith("meshagent-"))
     assert set(pins) == {"meshagent-api", "meshagent-cli", "meshagent-agents", "meshagent-openai",
-                         "meshagent-tools"}
+                         "meshagent-anthropic", "meshagent-tools"}
     assert set(pins.values()) == {NEWEST}
 
 
