@@ -17,6 +17,8 @@ from localmesh.emulator.services.api import create_services_router
 from localmesh.emulator.session import Session
 from localmesh.emulator.state import EmulatorState
 from localmesh.emulator.storage import canonical_file
+from localmesh.emulator.url_token import UrlTokenMiddleware, redact, url_token
+from localmesh.protocol.sdk_versions import ClientVersion
 from localmesh.protocol.tokens import SDK_VERSION, AuthError, bearer_token
 from localmesh.protocol.wire import guess_mime_type
 
@@ -35,6 +37,8 @@ def _refusal(status: int, reason: str) -> Response:
 
 def create_app(state: EmulatorState) -> FastAPI:
     app = FastAPI(title="localmesh room emulator", docs_url=None, redoc_url=None)
+    # Old SDK clients put their token in the URL: take it out before anything logs the URL.
+    app.add_middleware(UrlTokenMiddleware)
     # The scripted LLM providers, at {MESHAGENT_API_URL}/openai/v1, /anthropic and /grok/v1 like the
     # real LLM proxy.
     app.include_router(create_llm_router(state.llm, state.llm_caller_room))
@@ -60,20 +64,24 @@ def create_app(state: EmulatorState) -> FastAPI:
 
     @app.websocket("/rooms/{room}")
     async def room_socket(websocket: WebSocket, room: str) -> None:
-        token = bearer_token(websocket.headers.get("authorization"))
+        # The header, or (SDK clients up to 0.42.x) the URL's token, which the middleware moved
+        # out of the query string.
+        token = bearer_token(websocket.headers.get("authorization")) or url_token(websocket.scope)
         try:
             if token is None:
                 raise AuthError("no 'Authorization: Bearer <participant token>' header")
             participant = state.participant(token, room)
         except AuthError as error:
-            logger.warning("room %s: refused a connection: %s", room, error)
+            reason = redact(str(error), token)  # a refusal never echoes the token
+            logger.warning("room %s: refused a connection: %s", room, reason)
             # 403 at upgrade: the SDK fails at once instead of retrying for ever.
-            await websocket.send_denial_response(_refusal(403, str(error)))
+            await websocket.send_denial_response(_refusal(403, reason))
             return
         session = Session(
             websocket, room=room, participant=participant, tools=state.tool,
             max_message_bytes=state.settings.max_message_bytes, on_close=state.rooms.leave,
             now=state.settings.clock.time,
+            client=ClientVersion.parse(websocket.query_params.get("v")),
         )
         state.rooms.join(session)
         await session.run(room_url=_room_url(state.public_url or str(websocket.base_url), room))

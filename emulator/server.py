@@ -19,6 +19,7 @@ from localmesh.emulator.llm import LLMHub
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from localmesh.emulator.services import RunnerSettings, Services
 from localmesh.emulator.state import DEFAULT_MAX_MESSAGE_BYTES, EmulatorState, Settings
+from localmesh.emulator.url_token import install_log_redaction
 from localmesh.protocol.llm_urls import llm_environment
 
 from .clock import Clock, WallClock
@@ -69,7 +70,8 @@ class RoomServer:
             # file took ~3x longer). The SDK offers it and works with either answer.
             ws_per_message_deflate=self.compression,
         )
-        config.load()
+        config.load()  # (re)configures uvicorn's loggers; the token filter goes on after it
+        install_log_redaction()
         self._uvicorn = uvicorn.Server(config)
         self._uvicorn.lifespan = config.lifespan_class(config)
         # startup + main_loop rather than serve(): serve() takes over the process's signals.

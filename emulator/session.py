@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import INVALID_REQUEST, OPERATION_FAILED, PERMISSION_DENIED, RoomError
+from localmesh.protocol.sdk_versions import ClientVersion
 from localmesh.protocol.tokens import Participant, token_expiry
 from localmesh.protocol.wire import (
     Content,
@@ -26,6 +27,7 @@ from localmesh.protocol.wire import (
     PacketAssembler,
     WireError,
     content_from_header,
+    empty_content,
     encode_message,
     error_content,
     json_content,
@@ -62,10 +64,12 @@ class Session:
         max_message_bytes: int,
         on_close: Callable[[Session], Awaitable[None]] | None = None,
         now: Callable[[], float] = time.time,
+        client: ClientVersion | None = None,
     ) -> None:
         self.websocket = websocket
         self.room = room
         self.participant = participant
+        self.client = client or ClientVersion.parse(None)
         self.participant_id = uuid.uuid4().hex
         self.session_id = uuid.uuid4().hex
         self.attributes: dict[str, Any] = {"name": participant.name}
@@ -173,6 +177,10 @@ class Session:
             self._start_call(message_id, header, payload)
         elif type == "room.tool_call_request_chunk":
             self._route_chunk(header, payload)
+            if self.client.awaits_chunk_replies:
+                # SDK clients before 0.47.1 wait for this before sending their next chunk, also
+                # for the close chunk of a call that has already finished.
+                await self.reply(message_id, empty_content())
         elif type == "room.list_toolkits":
             await self.reply(message_id, json_content({"tools": {}}))
         elif type in _FIRE_AND_FORGET:

@@ -28,12 +28,11 @@ def require_storage(participant: Participant, action: str, path: str, subtree: b
 
 
 def require_presign(participant: Participant, path: str) -> None:
-    """Presigning needs ``presign``, or ``read``: legacy path grants never grant presign,
-    so a readable file may be presigned too (as the websocket's ``download_url`` allows)."""
+    """Presigning needs ``presign`` where a ``files`` policy is given (as the SDK's
+    ``StorageGrant.can_presign`` says); legacy path rules have no presign action, so under
+    them a readable file may be presigned."""
     grant = participant.api.storage
-    if grant is not None and (grant.allows("presign", path) or grant.allows("read", path)):
-        return
-    require_storage(participant, "presign", path)
+    require_storage(participant, "presign" if grant is not None and grant.names_presign else "read", path)
 
 
 def permissions(participant: Participant, path: str) -> dict[str, list[str]]:

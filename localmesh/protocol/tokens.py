@@ -116,6 +116,8 @@ class PathRule:
 @dataclass(frozen=True)
 class StorageGrant:
     rules: tuple[PathRule, ...]
+    # A `files` policy lists "presign" itself; legacy `paths` rules have no such action.
+    names_presign: bool = False
 
     @classmethod
     def from_scope(cls, scope: dict[str, Any]) -> StorageGrant:
@@ -129,7 +131,7 @@ class StorageGrant:
                     excluded=tuple(str(p).strip("/") for p in rule.get("excluded_paths") or ()),
                 )
                 for rule in files.get("paths") or ()
-            ))
+            ), names_presign=True)
         paths = scope.get("paths")
         if paths is None:
             return cls((PathRule("", WRITE_ACTIONS),))

@@ -1,21 +1,30 @@
-"""Helpers for running the real MeshAgent SDK against the emulator.
+"""Helpers for running the real MeshAgent SDK against the emulator (or a real room).
 
 Tokens here are built the SDK's way (``ParticipantToken`` + grants + ``to_jwt``), never
 with the emulator's own minting, so the emulator is checked against what the SDK signs.
+``server`` is the test's target (tests/compat/targets.py): a ``RoomServer`` or a
+``RealService``; these helpers use only what both have.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
+import signal
+import sys
 from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import websockets
 from meshagent.api import ApiScope, ParticipantToken, RoomClient
 from meshagent.api.websocket_protocol import WebSocketClientProtocol
+from packaging.version import Version
+from targets import room_name
 from websockets.exceptions import ConnectionClosed
 
-from localmesh.emulator import RoomServer
 from localmesh.protocol.wire import (
     Content,
     Message,
@@ -34,8 +43,13 @@ LLM_ROUND_TRIPS = 20.0
 PROMPT = 10.0
 
 
+def installed_version(distribution: str = "meshagent-api") -> Version:
+    """The installed version of one of the SDK's distributions (the matrix installs them alike)."""
+    return Version(version(distribution))
+
+
 def sdk_token(
-    server: RoomServer,
+    server: Any,
     *,
     room: str,
     name: str = "tester",
@@ -46,7 +60,7 @@ def sdk_token(
 ) -> str:
     """A participant JWT made by the real SDK, signed with the server's API key by default."""
     token = ParticipantToken(name=name)
-    token.add_room_grant(room)
+    token.add_room_grant(room_name(server, room))
     if role is not None:
         token.add_role_grant(role)
     if with_api:
@@ -56,7 +70,7 @@ def sdk_token(
     return token.to_jwt(**to_jwt)
 
 
-def sdk_client(server: RoomServer, room: str, token: str, **kwargs: Any) -> RoomClient:
+def sdk_client(server: Any, room: str, token: str, **kwargs: Any) -> RoomClient:
     """A real RoomClient for ``room`` on ``server`` (enter it with ``async with``)."""
     protocol = WebSocketClientProtocol(url=server.room_url(room), token=token)
     return RoomClient(protocol_factory=protocol.create_factory(), **kwargs)
@@ -66,10 +80,11 @@ class RawRoom:
     """A bare websocket speaking the wire format through ``worker.wire``, for bad input.
 
     ``async with RawRoom(url, token) as raw``: the handshake (``room_ready`` and
-    ``connected``) has been read; ``raw.ws`` is the ``websockets`` connection.
+    ``connected``) has been read; ``raw.ws`` is the ``websockets`` connection. With
+    ``token=None`` no ``Authorization`` header is sent (old clients put it in ``url``).
     """
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str | None) -> None:
         self.url = url
         self.token = token
         self.assembler = PacketAssembler()
@@ -79,7 +94,8 @@ class RawRoom:
 
     async def __aenter__(self) -> RawRoom:
         self.ws = await websockets.connect(
-            self.url, additional_headers={"Authorization": f"Bearer {self.token}"},
+            self.url,
+            additional_headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
             max_size=None, open_timeout=PROMPT,
         )
         async with asyncio.timeout(PROMPT):
@@ -156,7 +172,7 @@ async def file_written(room: RoomClient, path: str, send: Callable[[], Any]) -> 
 
 
 async def wait_for_transcript(
-    server: RoomServer, room: str, entries: int | Callable[[list[Any]], bool]
+    server: Any, room: str, entries: int | Callable[[list[Any]], bool]
 ) -> list[Any]:
     """The room's LLM transcript once it has ``entries`` entries, or once ``entries(transcript)``
     holds (bounded poll)."""
@@ -165,3 +181,66 @@ async def wait_for_transcript(
         while not done(server.llm.transcript(room)):
             await asyncio.sleep(0.02)
     return server.llm.transcript(room)
+LOCALMESH = shutil.which("localmesh", path=str(Path(sys.executable).parent)) or "localmesh"
+
+
+class ServedLocalmesh:
+    """A real ``localmesh serve --in-memory --port 0`` process, as a user starts it.
+
+    ``async with ServedLocalmesh(*more_args) as served``: it is listening, ``served.exports``
+    holds the variables it printed (MESHAGENT_API_URL, MESHAGENT_API_KEY...). Everything it
+    prints is read as it comes (a full pipe would stall it); ``served.output`` has it all once
+    the block ends with SIGTERM, and ``served.returncode`` how it ended.
+    """
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = ("serve", "--in-memory", "--port", "0", *args)
+        self.env = env
+        self.exports: dict[str, str] = {}
+        self.returncode: int | None = None
+        self._lines: list[str] = []
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def output(self) -> str:
+        return "".join(self._lines)
+
+    async def __aenter__(self) -> ServedLocalmesh:
+        self._process = await asyncio.create_subprocess_exec(
+            LOCALMESH, *self.args, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        ready = asyncio.Event()
+        self._reader = asyncio.create_task(self._read(ready))
+        try:
+            async with asyncio.timeout(PROMPT * 3):
+                await ready.wait()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        assert "MESHAGENT_API_KEY" in self.exports, "localmesh serve ended early:\n" + self.output
+        return self
+
+    async def _read(self, ready: asyncio.Event) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        while line := (await self._process.stdout.readline()).decode(errors="replace"):
+            self._lines.append(line)
+            if found := re.match(r"export (\w+)=(\S+)", line.strip()):
+                self.exports[found[1]] = found[2].strip("'")
+                if {"MESHAGENT_API_URL", "MESHAGENT_ROOM_URL", "MESHAGENT_API_KEY"} <= set(self.exports):
+                    ready.set()
+        ready.set()  # ended: let __aenter__ see it
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._process is not None and self._reader is not None
+        if self._process.returncode is None:
+            self._process.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(PROMPT * 3):
+                self.returncode = await self._process.wait()
+                await self._reader
+        except TimeoutError:
+            self._process.kill()
+            self.returncode = await self._process.wait()
+            raise

@@ -8,7 +8,10 @@ import pytest
 from compat_helpers import PROMPT, sdk_client, sdk_token
 from meshagent.api import RoomException
 
-pytestmark = pytest.mark.compat
+pytestmark = [
+    pytest.mark.compat,
+    pytest.mark.localmesh_only(reason="fault injection: drops connections, or starts its own server"),
+]
 
 ROOM = "r"
 

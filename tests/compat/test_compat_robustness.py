@@ -16,7 +16,10 @@ from meshagent.api import RoomException
 from localmesh.emulator import RoomServer
 from localmesh.protocol.wire import ENVELOPE_LENGTH, encode_message, pack
 
-pytestmark = pytest.mark.compat
+pytestmark = [
+    pytest.mark.compat,
+    pytest.mark.localmesh_only(reason="raw frames, localmesh's own error texts and server state"),
+]
 
 ROOM = "r"
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from compat_helpers import PROMPT
 from meshagent.api import RoomException
+from targets import on_localmesh
 
 pytestmark = pytest.mark.compat
 
@@ -99,7 +100,7 @@ async def test_delete_file_and_folders(client):
 
 
 @pytest.mark.parametrize("path", ["plain.bin", "dir/my file #1?&x=y%20.txt", "ünï/cödé ✓.txt"])
-async def test_download_url_serves_the_bytes(client, path):
+async def test_download_url_serves_the_bytes(server, client, path):
     data = os.urandom(3000)
     async with client(ROOM) as room:
         await room.storage.upload(path=path, data=data)
@@ -108,6 +109,8 @@ async def test_download_url_serves_the_bytes(client, path):
             response = await http.get(url)
             assert response.status_code == 200, response.text
             assert response.content == data
+            if not on_localmesh(server):
+                return  # how a real link names the file and signs itself is its own business
             disposition = response.headers["content-disposition"]
             assert disposition.endswith("filename*=UTF-8''" + quote(path.rpartition("/")[2], safe=""))
             # a link is for one file: tampering with the signature is refused
@@ -282,4 +285,5 @@ async def test_rooms_do_not_share_storage_or_queues(server, token, client):
         url = await one.storage.download_url(path="secret.txt")
         async with httpx.AsyncClient(timeout=PROMPT) as http:
             assert (await http.get(url)).content == b"one's"
-            assert (await http.get(url.replace("/one/", "/two/"))).status_code == 403
+            if on_localmesh(server):  # localmesh's links name the room in their path
+                assert (await http.get(url.replace("/one/", "/two/"))).status_code == 403

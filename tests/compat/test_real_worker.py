@@ -24,7 +24,7 @@ from meshagent.tools.storage import StorageToolkit, StorageToolRoomMount
 from localmesh.emulator import RoomServer
 from localmesh.scripted_llm import load_demo_script, loads_script
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.compat, pytest.mark.localmesh_only(reason="the scripted LLM")]
 
 ROOM = "worker-room"
 QUEUE = "worker-jobs"

@@ -26,7 +26,10 @@ from localmesh.fixtures.worker import run_until_drained
 from localmesh.scripted_llm import Script, load_demo_script, loads_script
 from localmesh.worker import OpenAIResponsesAdapter, RequiredStorage, RoomClient, Worker
 
-pytestmark = pytest.mark.compat
+pytestmark = [
+    pytest.mark.compat,
+    pytest.mark.localmesh_only(reason="the scripted LLM, and localmesh's own Worker"),
+]
 
 TIMEOUT = 20.0
 RULES = ["Process queued tasks and save results to storage."]
