@@ -16,6 +16,7 @@ from localmesh.emulator.paths import basename
 from localmesh.emulator.session import Session
 from localmesh.emulator.state import EmulatorState
 from localmesh.emulator.storage import canonical_file
+from localmesh.emulator.studio import mount_studio
 from localmesh.protocol.tokens import SDK_VERSION, AuthError, bearer_token
 from localmesh.protocol.wire import guess_mime_type
 
@@ -37,6 +38,8 @@ def create_app(state: EmulatorState) -> FastAPI:
     # The scripted LLM providers, at {MESHAGENT_API_URL}/openai/v1, /anthropic and /grok/v1 like the
     # real LLM proxy.
     app.include_router(create_llm_router(state.llm, state.llm_caller_room))
+    # The Studio: the page at /studio and its JSON API, for the project's key holder only.
+    mount_studio(app, state)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -106,8 +109,12 @@ def create_app(state: EmulatorState) -> FastAPI:
             return _refusal(403, str(error))
         except RoomError as error:
             return _refusal(404 if error.code == STORAGE_NOT_FOUND else 400, error.message)
-        return Response(data, media_type=row.mime_type or guess_mime_type(basename(path)),
-                        headers={"content-disposition": _inline_disposition(basename(path))})
+        return Response(data, media_type=row.mime_type or guess_mime_type(basename(path)), headers={
+            "content-disposition": _inline_disposition(basename(path)),
+            # A room file is anyone's upload: opened in a browser, an HTML file must not run
+            # as this server's pages (the Studio's), so it gets an origin of its own.
+            "content-security-policy": "sandbox", "x-content-type-options": "nosniff",
+        })
 
     return app
 

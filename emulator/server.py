@@ -84,6 +84,8 @@ class RoomServer:
         self._main_loop = asyncio.create_task(self._uvicorn.main_loop())
 
     async def stop(self) -> None:
+        if self._state is not None:
+            self._state.stopping.set()
         if self._uvicorn is not None and self._main_loop is not None:
             self._uvicorn.should_exit = True
             await self._main_loop
