@@ -56,7 +56,7 @@ class StudioHeaders:
                 headers = list(message.get("headers", []))
                 names = {name.lower() for name, _ in headers}
                 extra = {
-                    b"x-content-type-options": b"nosniff", b"referrer-policy": b"no-referrer",
+                    b"x-content-type-options": b"nosniff", b"referrer-policy": b"same-origin",
                     b"x-frame-options": b"DENY", b"cache-control": b"no-store",
                     b"content-security-policy": PAGE_POLICY.encode(),
                 }
