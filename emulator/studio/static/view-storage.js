@@ -212,7 +212,8 @@ export function storageView(room, path) {
   });
 
   const refresh = serial(async () => {
-    replace(tree, await treeBranch(""));
+    replace(tree, h("a.root", { href: storageUrl(room, ""), class: path ? "" : "selected" }, `${room} /`),
+      await treeBranch(""));
     if (!path) {
       await showFolder("");
       return;

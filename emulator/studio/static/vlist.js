@@ -45,6 +45,8 @@ export class VirtualList {
     if (result.total !== this.total) {
       this.total = result.total;
       this.inner.style.height = `${this.total * this.rowHeight}px`;
+      // As tall as its rows, up to the CSS max-height; then it scrolls.
+      this.el.style.height = this.total ? `${this.total * this.rowHeight + 2}px` : "";
     }
     this.schedule();
   }
