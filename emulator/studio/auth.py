@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit
 
 import jwt
 
-from localmesh.protocol.tokens import ApiKey
+from ...protocol.tokens import ApiKey
 
 LOGIN_CODE_TYPE = "localmesh-studio-login"
 SESSION_TYPE = "localmesh-studio-session"

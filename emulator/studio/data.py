@@ -14,20 +14,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from localmesh.emulator.errors import (
+from ...protocol.wire import guess_mime_type
+from ..errors import (
     QUEUE_NOT_FOUND,
     STORAGE_ALREADY_EXISTS,
     STORAGE_NOT_FOUND,
     RoomError,
 )
-from localmesh.emulator.paths import basename
-from localmesh.emulator.storage import canonical, canonical_file
-from localmesh.protocol.wire import guess_mime_type
-
+from ..paths import basename
+from ..storage import canonical, canonical_file
 from .llm_view import conversations
 
 if TYPE_CHECKING:
-    from localmesh.emulator.state import EmulatorState
+    from ..state import EmulatorState
 
 STUDIO_PARTICIPANT = "localmesh-studio"  # who the room's file events say made a Studio change
 MAX_PAGE = 500

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import data, services_view, timeline_view
 
 if TYPE_CHECKING:
-    from localmesh.emulator.state import EmulatorState
+    from ..state import EmulatorState
 
 INTERVAL = 0.25  # seconds between looks when nothing wakes the stream earlier
 HEARTBEAT = 15.0  # seconds of silence before a comment line keeps proxies and browsers patient

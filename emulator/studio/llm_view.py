@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from localmesh.scripted_llm.transcript import TranscriptEntry
+from ...scripted_llm.transcript import TranscriptEntry
 
 if TYPE_CHECKING:
-    from localmesh.emulator.state import EmulatorState
+    from ..state import EmulatorState
 
 TEXT_LIMIT = 4000  # characters of one text shown; the rest is cut with a note
 

@@ -27,7 +27,7 @@ from .auth import LOOPBACK_NAMES, Refused, StudioAuth, Viewer, check_host, check
 from .login_page import login_page
 
 if TYPE_CHECKING:
-    from localmesh.emulator.state import EmulatorState
+    from ..state import EmulatorState
 
 PREFIX = "/studio"
 API = f"{PREFIX}/api"

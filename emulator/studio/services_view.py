@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from localmesh.emulator.state import EmulatorState
+    from ..state import EmulatorState
 
 
 def _supervisor(state: EmulatorState) -> Any | None:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from localmesh.emulator.state import EmulatorState
+    from ..state import EmulatorState
 
 
 def _timeline(state: EmulatorState) -> Any | None:

@@ -4,6 +4,7 @@ write from another site. Every route of the Studio is tried, as the server lists
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from urllib.parse import quote
@@ -15,6 +16,14 @@ from localmesh.emulator import RoomServer
 from localmesh.emulator.app import create_app
 from localmesh.emulator.studio import login_link, mint_login_code
 from localmesh.protocol.tokens import ApiKey
+
+
+def _openapi(server: RoomServer) -> dict:
+    """The server's route listing (OpenAPI), from a second app on the same state."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # other routers' duplicate operation ids
+        return create_app(server.state).openapi()
+
 
 SAMPLES = {
     "room": "r",
@@ -29,7 +38,7 @@ SAMPLES = {
 def studio_routes(server: RoomServer) -> list[tuple[str, str]]:
     """Every (method, URL) the Studio serves, read from the app's own route listing."""
     found = []
-    for path, operations in create_app(server.state).openapi()["paths"].items():
+    for path, operations in _openapi(server)["paths"].items():
         if not path.startswith("/studio") or path == "/studio/login":
             continue
         url = re.sub(r"\{(\w+)\}", lambda m: SAMPLES[m.group(1)], path)
