@@ -16,7 +16,7 @@ from localmesh.emulator.paths import basename
 from localmesh.emulator.session import Session
 from localmesh.emulator.state import EmulatorState
 from localmesh.emulator.storage import canonical_file
-from localmesh.emulator.studio import mount_studio
+from localmesh.emulator.studio.routes import mount_studio
 from localmesh.protocol.tokens import SDK_VERSION, AuthError, bearer_token
 from localmesh.protocol.wire import guess_mime_type
 
@@ -39,7 +39,7 @@ def create_app(state: EmulatorState) -> FastAPI:
     # real LLM proxy.
     app.include_router(create_llm_router(state.llm, state.llm_caller_room))
     # The Studio: the page at /studio and its JSON API, for the project's key holder only.
-    mount_studio(app, state)
+    mount_studio(app, lambda connection: state)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

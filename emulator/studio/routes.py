@@ -7,6 +7,7 @@ cross-site requests. The routes only translate HTTP: what they show and change i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,14 +21,25 @@ from fastapi.responses import (
     Response,
     StreamingResponse,
 )
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import data, live, services_view, timeline_view
-from .auth import LOOPBACK_NAMES, Refused, StudioAuth, Viewer, check_host, check_same_origin, cookie_name
+from .auth import (
+    LOOPBACK_NAMES,
+    SESSION_LIFETIME,
+    Refused,
+    Viewer,
+    check_host,
+    check_same_origin,
+    cookie_name,
+)
 from .login_page import login_page
 
 if TYPE_CHECKING:
     from ..state import EmulatorState
+
+StateOf = Callable[[HTTPConnection], "EmulatorState"]
 
 PREFIX = "/studio"
 API = f"{PREFIX}/api"
@@ -78,28 +90,30 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def mount_studio(app: FastAPI, state: EmulatorState) -> StudioAuth:
-    """Serve the Studio from ``app``: routes, error handlers and headers."""
-    auth = StudioAuth(lambda: state.keys)
+def mount_studio(app: FastAPI, state_of: StateOf) -> None:
+    """Serve the Studio from ``app``: routes, error handlers and headers. ``state_of(request)``
+    is the state of the server the request reached."""
 
-    def cookie() -> str:
+    def cookie(state: EmulatorState) -> str:
         port = urlsplit(state.public_url).port if state.public_url else None
         return cookie_name(port)
 
-    def guard_host(request: Request) -> None:
+    def guard_host(request: Request, state: EmulatorState) -> None:
         bound = urlsplit(state.public_url).hostname if state.public_url else "127.0.0.1"
         check_host(request.headers.get("host"), bound in LOOPBACK_NAMES)
 
     async def viewer(request: Request) -> Viewer:
-        guard_host(request)
-        found = auth.viewer(request.headers.get("authorization"), request.cookies.get(cookie()))
+        state = state_of(request)
+        guard_host(request, state)
+        auth = state.studio_auth
+        found = auth.viewer(request.headers.get("authorization"), request.cookies.get(cookie(state)))
         auth.check_write(found, request.method, request.headers, _own_origin(request))
         request.state.viewer = found
         return found
 
-    def with_session(response: Response, value: str) -> Response:
-        response.set_cookie(cookie(), value, httponly=True, samesite="strict", path=PREFIX,
-                            max_age=12 * 3600)
+    def with_session(response: Response, state: EmulatorState, value: str) -> Response:
+        response.set_cookie(cookie(state), value, httponly=True, samesite="strict", path=PREFIX,
+                            max_age=int(SESSION_LIFETIME.total_seconds()))
         return response
 
     # ------------------------------------------------------------ errors
@@ -123,30 +137,32 @@ def mount_studio(app: FastAPI, state: EmulatorState) -> StudioAuth:
 
     @login.get(f"{PREFIX}/login")
     async def login_form(request: Request, code: str | None = None, next: str | None = None) -> Response:
-        guard_host(request)
+        state = state_of(request)
+        guard_host(request, state)
         if code is not None:
             try:
-                session = auth.redeem(code)
+                session = state.studio_auth.redeem(code)
             except Refused as error:
                 nonce, html = login_page(message=error.message, next_url=_safe_next(next))
                 return HTMLResponse(html, status_code=error.status, headers=_login_headers(nonce))
-            return with_session(RedirectResponse(_safe_next(next), status_code=303), session)
+            return with_session(RedirectResponse(_safe_next(next), status_code=303), state, session)
         nonce, html = login_page(next_url=_safe_next(next))
         return HTMLResponse(html, status_code=401, headers=_login_headers(nonce))
 
     @login.post(f"{PREFIX}/login")
     async def login_submit(request: Request) -> Response:
-        guard_host(request)
+        state = state_of(request)
+        guard_host(request, state)
         check_same_origin(request.headers, _own_origin(request))  # no logging in from elsewhere
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         key = (form.get("key") or [""])[0]
         target = _safe_next((form.get("next") or [None])[0])
         try:
-            session = auth.log_in(key)
+            session = state.studio_auth.log_in(key)
         except Refused as error:
             nonce, html = login_page(message=error.message, next_url=target)
             return HTMLResponse(html, status_code=error.status, headers=_login_headers(nonce))
-        return with_session(RedirectResponse(target, status_code=303), session)
+        return with_session(RedirectResponse(target, status_code=303), state, session)
 
     app.include_router(login)
 
@@ -156,11 +172,12 @@ def mount_studio(app: FastAPI, state: EmulatorState) -> StudioAuth:
 
     @router.post(f"{PREFIX}/logout")
     async def logout(request: Request) -> Response:
-        value = request.cookies.get(cookie())
+        state = state_of(request)
+        value = request.cookies.get(cookie(state))
         if value:
-            auth.log_out(value)
+            state.studio_auth.log_out(value)
         response = Response(status_code=204)
-        response.delete_cookie(cookie(), path=PREFIX, httponly=True, samesite="strict")
+        response.delete_cookie(cookie(state), path=PREFIX, httponly=True, samesite="strict")
         return response
 
     @router.get(f"{PREFIX}/static/{{name}}")
@@ -172,30 +189,33 @@ def mount_studio(app: FastAPI, state: EmulatorState) -> StudioAuth:
 
     @router.get(f"{API}/session")
     async def session(request: Request) -> dict[str, Any]:
-        who: Viewer = request.state.viewer
-        return {"csrf": auth.csrf_token(who), "project_id": state.api_key.project_id,
+        state, who = state_of(request), request.state.viewer
+        return {"csrf": state.studio_auth.csrf_token(who), "project_id": state.api_key.project_id,
                 "server": state.public_url, "cookie": who.session is not None}
 
     @router.get(f"{API}/rooms")
-    async def rooms() -> dict[str, Any]:
-        return {"rooms": await data.list_rooms(state)}
+    async def rooms(request: Request) -> dict[str, Any]:
+        return {"rooms": await data.list_rooms(state_of(request))}
 
     @router.post(f"{API}/rooms")
     async def create_room(request: Request) -> JSONResponse:
         body = await _json_object(request)
-        return JSONResponse(await data.create_room(state, str(body.get("name") or "")), status_code=201)
+        made = await data.create_room(state_of(request), str(body.get("name") or ""))
+        return JSONResponse(made, status_code=201)
 
     @router.get(f"{API}/rooms/{{room}}")
-    async def room(room: str) -> dict[str, Any]:
-        return await data.room_detail(state, room)
+    async def room(room: str, request: Request) -> dict[str, Any]:
+        return await data.room_detail(state_of(request), room)
 
     @router.get(f"{API}/rooms/{{room}}/queues")
-    async def queues(room: str) -> dict[str, Any]:
-        return {"queues": await data.queues(state, room)}
+    async def queues(room: str, request: Request) -> dict[str, Any]:
+        return {"queues": await data.queues(state_of(request), room)}
 
     @router.get(f"{API}/rooms/{{room}}/queues/{{queue:path}}")
-    async def peek(room: str, queue: str, offset: int = 0, limit: int = 100) -> dict[str, Any]:
-        return await data.peek_queue(state, room, queue, offset, limit)
+    async def peek(
+        room: str, queue: str, request: Request, offset: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
+        return await data.peek_queue(state_of(request), room, queue, offset, limit)
 
     @router.post(f"{API}/rooms/{{room}}/queues/{{queue:path}}")
     async def send(room: str, queue: str, request: Request) -> dict[str, Any]:
@@ -203,74 +223,75 @@ def mount_studio(app: FastAPI, state: EmulatorState) -> StudioAuth:
         text = body.get("message")
         if not isinstance(text, str):
             raise data.StudioError(400, "send {\"message\": \"<the message as JSON text>\"}")
-        return await data.send_to_queue(state, room, queue, text)
+        return await data.send_to_queue(state_of(request), room, queue, text)
 
     @router.delete(f"{API}/rooms/{{room}}/queues/{{queue:path}}")
-    async def drain_or_delete(room: str, queue: str, only: str | None = None) -> Response:
+    async def drain_or_delete(room: str, queue: str, request: Request, only: str | None = None) -> Response:
         if only == "messages":
-            await data.drain_queue(state, room, queue)
+            await data.drain_queue(state_of(request), room, queue)
         elif only is None:
-            await data.delete_queue(state, room, queue)
+            await data.delete_queue(state_of(request), room, queue)
         else:
             raise data.StudioError(400, "only=messages drains the queue; without it the queue is deleted")
         return Response(status_code=204)
 
     @router.get(f"{API}/rooms/{{room}}/folders")
     @router.get(f"{API}/rooms/{{room}}/folders/{{path:path}}")
-    async def folder(room: str, path: str = "") -> dict[str, Any]:
-        return await data.list_folder(state, room, path)
+    async def folder(room: str, request: Request, path: str = "") -> dict[str, Any]:
+        return await data.list_folder(state_of(request), room, path)
 
     @router.get(f"{API}/rooms/{{room}}/files/{{path:path}}")
-    async def file(room: str, path: str) -> dict[str, Any]:
-        return await data.file_info(state, room, path)
+    async def file(room: str, path: str, request: Request) -> dict[str, Any]:
+        return await data.file_info(state_of(request), room, path)
 
     @router.put(f"{API}/rooms/{{room}}/files/{{path:path}}")
     async def upload(room: str, path: str, request: Request, overwrite: bool = False) -> JSONResponse:
         mime = request.headers.get("content-type", "").split(";")[0].strip()
         info = await data.upload_file(
-            state, room, path, request.stream(), overwrite=overwrite,
+            state_of(request), room, path, request.stream(), overwrite=overwrite,
             mime_type=None if mime in ("", "application/octet-stream") else mime,
         )
         return JSONResponse(info, status_code=201)
 
     @router.delete(f"{API}/rooms/{{room}}/files/{{path:path}}")
-    async def delete(room: str, path: str, recursive: bool = False) -> Response:
-        await data.delete_file(state, room, path, recursive=recursive)
+    async def delete(room: str, path: str, request: Request, recursive: bool = False) -> Response:
+        await data.delete_file(state_of(request), room, path, recursive=recursive)
         return Response(status_code=204)
 
     @router.post(f"{API}/rooms/{{room}}/move")
     async def move(room: str, request: Request) -> Response:
         body = await _json_object(request)
-        await data.move_file(state, room, str(body.get("source") or ""), str(body.get("destination") or ""),
-                             overwrite=bool(body.get("overwrite")))
+        await data.move_file(state_of(request), room, str(body.get("source") or ""),
+                             str(body.get("destination") or ""), overwrite=bool(body.get("overwrite")))
         return Response(status_code=204)
 
     @router.get(f"{API}/rooms/{{room}}/llm")
-    async def llm(room: str) -> dict[str, Any]:
-        return data.conversations(state, room)
+    async def llm(room: str, request: Request) -> dict[str, Any]:
+        return data.conversations(state_of(request), room)
 
     @router.get(f"{API}/rooms/{{room}}/activity")
-    async def activity(room: str, kind: str | None = None, participant: str | None = None,
+    async def activity(room: str, request: Request, kind: str | None = None, participant: str | None = None,
                        offset: int = 0, limit: int = 100) -> dict[str, Any]:
         offset, limit = data.page_bounds(offset, limit)
-        return timeline_view.activity(state, room, kind=kind, participant=participant,
+        return timeline_view.activity(state_of(request), room, kind=kind, participant=participant,
                                       offset=offset, limit=limit)
 
     @router.get(f"{API}/rooms/{{room}}/services")
-    async def services(room: str) -> dict[str, Any]:
-        return services_view.services(state, room)
+    async def services(room: str, request: Request) -> dict[str, Any]:
+        return services_view.services(state_of(request), room)
 
     @router.get(f"{API}/faults")
-    async def faults(room: str | None = None) -> dict[str, Any]:
-        return {"faults": data.faults(state, room)}
+    async def faults(request: Request, room: str | None = None) -> dict[str, Any]:
+        return {"faults": data.faults(state_of(request), room)}
 
     @router.delete(f"{API}/faults")
-    async def clear_faults(room: str | None = None) -> Response:
-        data.clear_faults(state, room)
+    async def clear_faults(request: Request, room: str | None = None) -> Response:
+        data.clear_faults(state_of(request), room)
         return Response(status_code=204)
 
     @router.get(f"{API}/live")
-    async def live_stream(room: str | None = None) -> StreamingResponse:
+    async def live_stream(request: Request, room: str | None = None) -> StreamingResponse:
+        state = state_of(request)
         return StreamingResponse(
             live.event_stream(state, room or None, state.stopping), media_type="text/event-stream",
             headers={"x-accel-buffering": "no"},
@@ -288,7 +309,6 @@ def mount_studio(app: FastAPI, state: EmulatorState) -> StudioAuth:
 
     app.include_router(router)
     app.add_middleware(StudioHeaders)
-    return auth
 
 
 def _login_headers(nonce: str) -> dict[str, str]:

@@ -72,7 +72,9 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+# Per module: the sync API runs an event loop of its own while it is open, which would stop
+# the async tests of a later module from running theirs.
+@pytest.fixture(scope="module")
 def browser(chromium_path: str):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'localmesh[test]'")
     with sync_api.sync_playwright() as playwright:
