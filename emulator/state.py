@@ -19,7 +19,6 @@ from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW, Queues
 from localmesh.emulator.rooms import Rooms
 from localmesh.emulator.storage import Storage
 from localmesh.emulator.store import Store
-from localmesh.emulator.studio.auth import StudioAuth
 from localmesh.emulator.toolkits.queues import QueuesToolkit
 from localmesh.emulator.toolkits.room import DeveloperToolkit, MessagingToolkit
 from localmesh.emulator.toolkits.storage import StorageToolkit
@@ -57,11 +56,6 @@ class EmulatorState:
     public_url: str = ""  # set once the server listens
     # Set when the server begins to stop: long-lived responses (the Studio's live stream) end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    # Who may use the Studio: login links already used, sessions logged out.
-    studio_auth: StudioAuth = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.studio_auth = StudioAuth(lambda: self.keys)
 
     @classmethod
     async def open(cls, settings: Settings) -> EmulatorState:

@@ -5,8 +5,8 @@ the ``*_view.py`` modules read what each view shows, ``live.py`` pushes changes,
 ``static/`` holds the page itself (plain HTML, CSS and JavaScript; nothing to build).
 """
 
-# Only the login-link helpers here: importing the package (state.py does) must not load the
-# web framework; the routes are ``localmesh.emulator.studio.routes``.
+# Only the login-link helpers here (the command uses them): importing the package must not
+# load the web framework; the routes are ``localmesh.emulator.studio.routes``.
 from .auth import StudioAuth, login_link, mint_login_code
 
 __all__ = ["StudioAuth", "login_link", "mint_login_code"]

@@ -74,16 +74,31 @@ def cookie_name(port: int | None) -> str:
     return f"localmesh_studio_{port}" if port else "localmesh_studio"
 
 
-class StudioAuth:
-    """Checks credentials against the project's keys (read through ``keys`` on each use, so
-    keys added while the server runs count too) and keeps the few things a restart may forget:
-    login codes already used and sessions logged out."""
+class LoginBook:
+    """What a restart may forget: login codes already used and sessions logged out, each kept
+    until it would have expired anyway. Code and session ids are random, so one book can
+    serve every server of a process."""
 
-    def __init__(self, keys: Callable[[], list[ApiKey]], *, clock: Callable[[], float] = time.time) -> None:
-        self._keys = keys
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._used_codes: dict[str, float] = {}  # jti -> expiry, so the set empties itself
-        self._logged_out: dict[str, float] = {}  # session id -> expiry
+        self.used_codes: dict[str, float] = {}  # jti -> expiry
+        self.logged_out: dict[str, float] = {}  # session id -> expiry
+
+    def forget_expired(self) -> None:
+        now = self._clock()
+        for book in (self.used_codes, self.logged_out):
+            for entry in [entry for entry, expiry in book.items() if expiry < now]:
+                del book[entry]
+
+
+class StudioAuth:
+    """Checks credentials against one server's project keys (read through ``keys`` on each
+    use, so keys added while the server runs count too), with ``book`` for what it must
+    remember."""
+
+    def __init__(self, keys: Callable[[], list[ApiKey]], book: LoginBook | None = None) -> None:
+        self._keys = keys
+        self._book = book if book is not None else LoginBook()
 
     # ------------------------------------------------------------ credentials
 
@@ -139,11 +154,11 @@ class StudioAuth:
     def redeem(self, code: str) -> str:
         """Turn a one-time login code into a session cookie value (once)."""
         claims = self._verify(code, LOGIN_CODE_TYPE)
-        self._forget_expired()
+        self._book.forget_expired()
         jti = str(claims.get("jti"))
-        if jti in self._used_codes:
+        if jti in self._book.used_codes:
             raise Refused(401, "this login link was used already; ask `localmesh studio` for a new one")
-        self._used_codes[jti] = float(claims["exp"])
+        self._book.used_codes[jti] = float(claims["exp"])
         return self.new_session(self._key_by_id(claims["kid"]))  # type: ignore[arg-type]
 
     def new_session(self, key: ApiKey) -> str:
@@ -152,7 +167,7 @@ class StudioAuth:
     def session(self, cookie: str) -> Viewer:
         claims = self._verify(cookie, SESSION_TYPE)
         sid = str(claims.get("sid"))
-        if sid in self._logged_out:
+        if sid in self._book.logged_out:
             raise Refused(401, "logged out")
         return Viewer(key_id=str(claims["kid"]), session=sid)
 
@@ -161,20 +176,14 @@ class StudioAuth:
             claims = self._verify(cookie, SESSION_TYPE)
         except Refused:
             return
-        self._forget_expired()
-        self._logged_out[str(claims.get("sid"))] = float(claims["exp"])
+        self._book.forget_expired()
+        self._book.logged_out[str(claims.get("sid"))] = float(claims["exp"])
 
     def csrf_token(self, viewer: Viewer) -> str:
         key = self._key_by_id(viewer.key_id)
         if viewer.session is None or key is None:
             return ""
         return hmac.new(key.secret.encode(), f"csrf:{viewer.session}".encode(), hashlib.sha256).hexdigest()
-
-    def _forget_expired(self) -> None:
-        now = self._clock()
-        for book in (self._used_codes, self._logged_out):
-            for entry in [entry for entry, expiry in book.items() if expiry < now]:
-                del book[entry]
 
     # ------------------------------------------------------------ a request
 

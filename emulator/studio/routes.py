@@ -28,7 +28,9 @@ from . import data, live, services_view, timeline_view
 from .auth import (
     LOOPBACK_NAMES,
     SESSION_LIFETIME,
+    LoginBook,
     Refused,
+    StudioAuth,
     Viewer,
     check_host,
     check_same_origin,
@@ -93,6 +95,10 @@ def _safe_next(target: str | None) -> str:
 def mount_studio(app: FastAPI, state_of: StateOf) -> None:
     """Serve the Studio from ``app``: routes, error handlers and headers. ``state_of(request)``
     is the state of the server the request reached."""
+    book = LoginBook()
+
+    def auth_of(state: EmulatorState) -> StudioAuth:
+        return StudioAuth(lambda: state.keys, book)
 
     def cookie(state: EmulatorState) -> str:
         port = urlsplit(state.public_url).port if state.public_url else None
@@ -105,7 +111,7 @@ def mount_studio(app: FastAPI, state_of: StateOf) -> None:
     async def viewer(request: Request) -> Viewer:
         state = state_of(request)
         guard_host(request, state)
-        auth = state.studio_auth
+        auth = auth_of(state)
         found = auth.viewer(request.headers.get("authorization"), request.cookies.get(cookie(state)))
         auth.check_write(found, request.method, request.headers, _own_origin(request))
         request.state.viewer = found
@@ -141,7 +147,7 @@ def mount_studio(app: FastAPI, state_of: StateOf) -> None:
         guard_host(request, state)
         if code is not None:
             try:
-                session = state.studio_auth.redeem(code)
+                session = auth_of(state).redeem(code)
             except Refused as error:
                 nonce, html = login_page(message=error.message, next_url=_safe_next(next))
                 return HTMLResponse(html, status_code=error.status, headers=_login_headers(nonce))
@@ -158,7 +164,7 @@ def mount_studio(app: FastAPI, state_of: StateOf) -> None:
         key = (form.get("key") or [""])[0]
         target = _safe_next((form.get("next") or [None])[0])
         try:
-            session = state.studio_auth.log_in(key)
+            session = auth_of(state).log_in(key)
         except Refused as error:
             nonce, html = login_page(message=error.message, next_url=target)
             return HTMLResponse(html, status_code=error.status, headers=_login_headers(nonce))
@@ -175,7 +181,7 @@ def mount_studio(app: FastAPI, state_of: StateOf) -> None:
         state = state_of(request)
         value = request.cookies.get(cookie(state))
         if value:
-            state.studio_auth.log_out(value)
+            auth_of(state).log_out(value)
         response = Response(status_code=204)
         response.delete_cookie(cookie(state), path=PREFIX, httponly=True, samesite="strict")
         return response
@@ -190,7 +196,7 @@ def mount_studio(app: FastAPI, state_of: StateOf) -> None:
     @router.get(f"{API}/session")
     async def session(request: Request) -> dict[str, Any]:
         state, who = state_of(request), request.state.viewer
-        return {"csrf": state.studio_auth.csrf_token(who), "project_id": state.api_key.project_id,
+        return {"csrf": auth_of(state).csrf_token(who), "project_id": state.api_key.project_id,
                 "server": state.public_url, "cookie": who.session is not None}
 
     @router.get(f"{API}/rooms")
