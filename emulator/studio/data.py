@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from ...protocol.wire import guess_mime_type
 from ..errors import (
+    OPERATION_FAILED,
     QUEUE_NOT_FOUND,
     STORAGE_ALREADY_EXISTS,
     STORAGE_NOT_FOUND,
@@ -24,6 +25,7 @@ from ..errors import (
 from ..paths import basename
 from ..storage import canonical, canonical_file
 from .llm_view import conversations
+from .services_view import services_summary
 
 if TYPE_CHECKING:
     from ..state import EmulatorState
@@ -125,6 +127,8 @@ async def room_detail(state: EmulatorState, room: str) -> dict[str, Any]:
         "storage": {"files": files, "bytes": size, "latest_change": latest},
         "llm": {"requests": llm["requests"], "unmatched": llm["unmatched"],
                 "conversations": len(llm["conversations"])},
+        "faults": len(faults(state, room)),
+        "services": services_summary(state, room),
     }
 
 
@@ -305,6 +309,25 @@ def _fault_json(fault: Any) -> dict[str, Any]:
 def faults(state: EmulatorState, room: str | None = None) -> list[dict[str, Any]]:
     """Armed faults (of one room: those aimed at it and those aimed at every room)."""
     return [_fault_json(f) for f in state.faults.all() if room is None or f.room in (None, room)]
+
+
+def arm_fault(state: EmulatorState, body: dict[str, Any], room: str | None = None) -> dict[str, Any]:
+    """Arm a fault from the form: ``toolkit``, ``tool``, ``times`` (empty: every call),
+    ``code`` and ``message``; aimed at ``room``, or at every room."""
+    toolkit, tool = body.get("toolkit"), body.get("tool")
+    if not isinstance(toolkit, str) or not toolkit or not isinstance(tool, str) or not tool:
+        raise StudioError(400, "a fault needs the toolkit and the tool it fails, e.g. queues and receive")
+    times, code = body.get("times"), body.get("code", OPERATION_FAILED)
+    if times is not None and (not isinstance(times, int) or isinstance(times, bool) or times < 1):
+        raise StudioError(400, "times is a whole number of calls, at least 1 (or empty: every call),"
+                               f" not {times!r}")
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise StudioError(400, f"code is a room error code such as {OPERATION_FAILED}, not {code!r}")
+    message = body.get("message") or None
+    if message is not None and not isinstance(message, str):
+        raise StudioError(400, "message is text")
+    state.faults.fail(toolkit, tool, times=times, room=room, code=code, message=message)
+    return _fault_json(state.faults.all()[-1])
 
 
 def clear_faults(state: EmulatorState, room: str | None = None) -> None:

@@ -290,6 +290,11 @@ def mount_studio(app: FastAPI, state_of: StateOf) -> None:
     async def faults(request: Request, room: str | None = None) -> dict[str, Any]:
         return {"faults": data.faults(state_of(request), room)}
 
+    @router.post(f"{API}/faults")
+    async def arm_fault(request: Request, room: str | None = None) -> JSONResponse:
+        armed = data.arm_fault(state_of(request), await _json_object(request), room or None)
+        return JSONResponse(armed, status_code=201)
+
     @router.delete(f"{API}/faults")
     async def clear_faults(request: Request, room: str | None = None) -> Response:
         data.clear_faults(state_of(request), room)

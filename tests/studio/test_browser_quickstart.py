@@ -38,6 +38,7 @@ def quickstart(served: Served) -> Served:
 
 def png(width: int, height: int) -> bytes:
     """A tiny real PNG (grey pixels), made here so the test needs no image library."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -113,7 +114,8 @@ def test_a_message_that_is_not_json_gets_a_clear_error(studio, quickstart) -> No
     page.get_by_label("Message (JSON)").fill('{"prompt": nope}')
     page.get_by_role("button", name="Send").click()
     expect(page.locator(".send .error")).to_have_text(
-        "the message is not valid JSON: Expecting value (line 1, column 12)")
+        "the message is not valid JSON: Expecting value (line 1, column 12)"
+    )
     expect(page.locator("[data-test=queue-size]")).to_have_text("0 messages")
 
 
@@ -171,8 +173,9 @@ def test_upload_by_drop_and_by_picker_view_and_download(studio, quickstart, tmp_
 def test_move_and_delete_a_file_with_confirmation(studio, quickstart) -> None:
     page = studio
     headers = {"authorization": f"Bearer {quickstart.api_key}"}
-    httpx.put(f"{quickstart.url}/studio/api/rooms/{ROOM}/files/draft.md", content=b"# draft",
-              headers=headers).raise_for_status()
+    httpx.put(
+        f"{quickstart.url}/studio/api/rooms/{ROOM}/files/draft.md", content=b"# draft", headers=headers
+    ).raise_for_status()
     page.goto(f"{quickstart.url}/studio/rooms/{ROOM}/storage/draft.md")
     page.get_by_role("button", name="Move / rename").click()
     page.get_by_label("New path").fill("notes/final.md")
@@ -199,10 +202,48 @@ def test_move_and_delete_a_file_with_confirmation(studio, quickstart) -> None:
 def test_a_large_file_shows_only_its_head(studio, quickstart) -> None:
     page = studio
     big = b"0123456789abcdef" * (3 * 1024 * 1024 // 16)  # 3 MB of text
-    httpx.put(f"{quickstart.url}/studio/api/rooms/{ROOM}/files/big.log", content=big,
-              headers={"authorization": f"Bearer {quickstart.api_key}"}, timeout=30).raise_for_status()
+    httpx.put(
+        f"{quickstart.url}/studio/api/rooms/{ROOM}/files/big.log",
+        content=big,
+        headers={"authorization": f"Bearer {quickstart.api_key}"},
+        timeout=30,
+    ).raise_for_status()
     page.goto(f"{quickstart.url}/studio/rooms/{ROOM}/storage/big.log")
     expect(page.locator(".viewer .notice")).to_have_text(
-        "Showing the first 256.0 KB of 3.0 MB. Download the file to see all of it.")
+        "Showing the first 256.0 KB of 3.0 MB. Download the file to see all of it."
+    )
     shown = page.locator("[data-test=file-text]").evaluate("pre => pre.textContent.length")
     assert shown == 256 * 1024
+
+
+def test_faults_armed_from_the_page_fire_and_clear(studio, quickstart, screenshot) -> None:
+    page = studio
+    page.goto(f"{quickstart.url}/studio/rooms/{ROOM}/faults")
+    expect(page.locator(".page")).to_contain_text("No faults are armed.")
+    form = page.locator("form.arm")
+    form.get_by_label("Toolkit").fill("queues")
+    form.get_by_label("Tool", exact=True).fill("send")
+    form.get_by_label("Times").fill("2")
+    form.get_by_label("Message").fill("the network is down")
+    form.get_by_role("button", name="Arm").click()
+    fault = page.locator("[data-test=faults] tr[data-fault='queues.send']")
+    expect(fault).to_contain_text(f"{ROOM}")
+    expect(fault.locator(".left")).to_have_text("2")
+    expect(fault.locator(".fired")).to_have_text("0")
+
+    # A real client's call fails on purpose, and the page counts it.
+    failed = quickstart.run("room", "queue", "send", "--room", ROOM, "--queue", "faulty", "--json", "{}")
+    assert failed.returncode != 0 and "the network is down" in failed.stdout + failed.stderr
+    expect(fault.locator(".fired")).to_have_text("1")
+    expect(fault.locator(".left")).to_have_text("1")
+    screenshot(page, "studio-faults")
+
+    page.get_by_role("button", name="Clear faults").click()
+    page.locator("dialog#confirm").get_by_role("button", name="Clear").click()
+    expect(page.locator(".page")).to_contain_text("No faults are armed.")
+    assert (
+        quickstart.run(
+            "room", "queue", "send", "--room", ROOM, "--queue", "faulty", "--json", "{}"
+        ).returncode
+        == 0
+    )

@@ -321,3 +321,36 @@ async def test_unknown_api_paths_are_404_json(api) -> None:
 
 def test_queue_not_found_code_is_what_the_room_uses() -> None:
     assert QUEUE_NOT_FOUND == 5001
+
+
+async def test_arming_a_fault_checks_what_it_is_given(api, localmesh_server, localmesh_room) -> None:
+    armed = ok(
+        await api.post(
+            "/faults",
+            params={"room": ROOM},
+            json={"toolkit": "queues", "tool": "send", "times": 1, "code": 1001},
+        ),
+        201,
+    )
+    assert armed | {"message": ""} == {
+        "toolkit": "queues",
+        "tool": "send",
+        "room": ROOM,
+        "code": 1001,
+        "message": "",
+        "remaining": 1,
+        "fired": 0,
+    }
+    room = await localmesh_room(ROOM)
+    with pytest.raises(Exception, match="injected a failure into queues.send"):
+        await room.queues.send("tasks", {"n": 1})
+    await room.queues.send("tasks", {"n": 2})  # used up
+    for bad, reason in [
+        ({"tool": "send"}, "needs the toolkit and the tool"),
+        ({"toolkit": "queues", "tool": "send", "times": 0}, "at least 1"),
+        ({"toolkit": "queues", "tool": "send", "times": True}, "at least 1"),
+        ({"toolkit": "queues", "tool": "send", "code": "x"}, "room error code"),
+    ]:
+        response = await api.post("/faults", json=bad)
+        assert response.status_code == 400 and reason in response.json()["error"], bad
+    assert ok(await api.get("/faults"))["faults"] == []

@@ -45,6 +45,7 @@ export function roomView(room) {
   const queues = h("div");
   const storage = h("div");
   const llm = h("div");
+  const extra = h("div.cards");
   const refresh = serial(async () => {
     const detail = await get(roomApi(room));
     replace(people, detail.participants.length
@@ -65,10 +66,20 @@ export function roomView(room) {
       `${detail.llm.conversations} conversation${detail.llm.conversations === 1 ? "" : "s"}`,
     detail.llm.unmatched ? h("span.bad", {}, ` · ${detail.llm.unmatched} unmatched`) : null),
     h("a", { href: studioUrl("rooms", room, "llm") }, "Read the conversations"));
+    const cards = [];
+    if (detail.services) {
+      cards.push(card("Services", h("p", {}, `${detail.services.running} of ${detail.services.count} running`),
+        h("a", { href: studioUrl("rooms", room, "services") }, "States and output")));
+    }
+    if (detail.faults) {
+      cards.push(card("Faults", h("p.bad", {}, `${detail.faults} armed`),
+        h("a", { href: studioUrl("rooms", room, "faults") }, "See and clear them")));
+    }
+    replace(extra, cards);
   });
   const el = h("div.page.overview", {},
     h("h1", {}, room),
     h("div.cards", {}, card("Participants", people), card("Queues", queues), card("Storage", storage),
-      card("LLM", llm)));
-  return { el, topics: ["participants", "queues", "storage", "llm"], refresh };
+      card("LLM", llm)), extra);
+  return { el, topics: ["participants", "queues", "storage", "llm", "faults", "services"], refresh };
 }
