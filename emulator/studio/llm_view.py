@@ -1,12 +1,17 @@
 """The scripted LLM's transcript of a room, shaped for reading: conversations of turns, each
 with what was asked (instructions, the new input, the tools offered) and what the script
-answered (the rule that matched, its text or tool calls, or the error)."""
+answered (the rule that matched, its text or tool calls, or the error).
+
+Requests are read through the engine's own translation of each API (Responses, Chat
+Completions, Anthropic Messages) into Responses shapes, so every provider reads the same."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
 
+from ...scripted_llm.errors import ScriptedError
+from ...scripted_llm.providers import WIRES
 from ...scripted_llm.transcript import TranscriptEntry
 
 if TYPE_CHECKING:
@@ -72,29 +77,69 @@ def _new_input(request: dict[str, Any]) -> list[Any]:
 
 
 def _tools(request: dict[str, Any]) -> list[str]:
+    """The tools a request offered, in any of the APIs' shapes."""
     names = []
     for tool in request.get("tools") or ():
         if not isinstance(tool, dict):
             continue
-        if tool.get("type") == "namespace":
+        if tool.get("type") == "namespace":  # Responses: a toolkit's functions grouped
             inner = [t for t in tool.get("tools") or () if isinstance(t, dict)]
             names += [f"{tool.get('name')}.{t.get('name')}" for t in inner]
-        else:
+        elif isinstance(tool.get("function"), dict):  # Chat Completions
+            names.append(str(tool["function"].get("name")))
+        else:  # Responses functions, Anthropic tools
             names.append(str(tool.get("name") or tool.get("type")))
     return names
 
 
+def _engine_request(entry: TranscriptEntry) -> dict[str, Any]:
+    """The request in Responses shapes (as the script saw it)."""
+    wire = WIRES.get(entry.api)
+    if wire is None or entry.api == "responses":
+        return entry.request
+    try:
+        return wire.engine_request(entry.request)
+    except (ScriptedError, KeyError, TypeError):
+        return {"input": []}  # a body the API refused: its error says why
+
+
+def _answer(entry: TranscriptEntry) -> list[Any]:
+    """What the script answered, as Responses output items, whatever API carried it."""
+    response = entry.response or {}
+    if entry.api == "chat.completions":
+        message = ((response.get("choices") or [{}])[0] or {}).get("message") or {}
+        items: list[Any] = []
+        if message.get("content"):
+            items.append({"type": "message", "role": "assistant", "content": message["content"]})
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") or {}
+            items.append({"type": "function_call", "call_id": call.get("id"), "name": function.get("name"),
+                          "arguments": function.get("arguments")})
+        return items
+    if entry.api == "messages":
+        items = []
+        for block in response.get("content") or ():
+            if block.get("type") == "text":
+                items.append({"type": "message", "role": "assistant", "content": block.get("text", "")})
+            elif block.get("type") == "tool_use":
+                items.append({"type": "function_call", "call_id": block.get("id"), "name": block.get("name"),
+                              "arguments": block.get("input")})
+        return items
+    return list(response.get("output") or ())
+
+
 def turn(entry: TranscriptEntry) -> dict[str, Any]:
-    request = entry.request
+    request = _engine_request(entry)
     unmatched = entry.rule is None and entry.error is not None
-    answer = [_item(item) for item in (entry.response or {}).get("output") or ()]
+    answer = [_item(item) for item in _answer(entry)]
     error = None
     if entry.error is not None:
         error = {"status": entry.error.get("status"), "message": _cut(str(entry.error.get("message", "")))}
     return {
         "index": entry.index, "turn": entry.turn, "transport": entry.transport,
-        "model": request.get("model"), "instructions": _cut(str(request.get("instructions") or "")),
-        "input": [_item(item) for item in _new_input(request)], "tools": _tools(request),
+        "provider": entry.provider, "api": entry.api, "model": entry.model or request.get("model"),
+        "instructions": _cut(str(request.get("instructions") or "")),
+        "input": [_item(item) for item in _new_input(request)], "tools": _tools(entry.request),
         "rule": entry.rule, "answer": answer, "error": error, "dropped": entry.dropped,
         "unmatched": unmatched,
     }

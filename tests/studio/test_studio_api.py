@@ -354,3 +354,83 @@ async def test_arming_a_fault_checks_what_it_is_given(api, localmesh_server, loc
         response = await api.post("/faults", json=bad)
         assert response.status_code == 400 and reason in response.json()["error"], bad
     assert ok(await api.get("/faults"))["faults"] == []
+
+
+SAVE_SCRIPT = """
+rules:
+  - name: save
+    match: {user: "(?i)save", tool_result: false}
+    answer: {calls: [{name: write_file, arguments: {path: a.txt, text: hi}}]}
+  - name: saved
+    match: {tool_result: {name: write_file}}
+    answer: {text: done}
+"""
+
+
+async def test_the_llm_view_reads_every_provider_the_same_way(api, localmesh_server) -> None:
+    from localmesh.scripted_llm import loads_script
+
+    localmesh_server.llm.set_script(ROOM, loads_script(SAVE_SCRIPT, "save script"))
+    key = {"x-localmesh-room": ROOM, "authorization": f"Bearer {localmesh_server.api_key}"}
+    async with httpx.AsyncClient(base_url=localmesh_server.url, headers=key) as llm:
+        # Anthropic Messages: a tool_use answer, then the tool_result turn.
+        tools = [{"name": "write_file", "input_schema": {"type": "object"}}]
+        first = await llm.post(
+            "/anthropic/v1/messages",
+            json={
+                "model": "claude-x",
+                "max_tokens": 100,
+                "system": "Be brief.",
+                "tools": tools,
+                "messages": [{"role": "user", "content": "save it"}],
+            },
+        )
+        assert first.status_code == 200, first.text
+        use = first.json()["content"][0]
+        second = await llm.post(
+            "/anthropic/v1/messages",
+            json={
+                "model": "claude-x",
+                "max_tokens": 100,
+                "tools": tools,
+                "messages": [
+                    {"role": "user", "content": "save it"},
+                    {"role": "assistant", "content": [use]},
+                    {
+                        "role": "user",
+                        "content": [{"type": "tool_result", "tool_use_id": use["id"], "content": "ok"}],
+                    },
+                ],
+            },
+        )
+        assert second.status_code == 200, second.text
+        # Chat Completions, one turn.
+        chat = await llm.post(
+            "/openai/v1/chat/completions",
+            json={
+                "model": "gpt-x",
+                "messages": [{"role": "system", "content": "Sys."}, {"role": "user", "content": "save"}],
+                "tools": [{"type": "function", "function": {"name": "write_file", "parameters": {}}}],
+            },
+        )
+        assert chat.status_code == 200, chat.text
+
+    turns = [t for c in ok(await api.get(f"/rooms/{ROOM}/llm"))["conversations"] for t in c["turns"]]
+    anthropic_first, anthropic_second, chat_turn = sorted(turns, key=lambda t: t["index"])
+    assert (anthropic_first["provider"], anthropic_first["api"], anthropic_first["model"]) == (
+        "anthropic",
+        "messages",
+        "claude-x",
+    )
+    assert anthropic_first["instructions"] == "Be brief." and anthropic_first["tools"] == ["write_file"]
+    assert anthropic_first["input"] == [{"kind": "message", "role": "user", "text": "save it"}]
+    assert anthropic_first["answer"][0]["kind"] == "tool_call"
+    assert anthropic_first["answer"][0]["arguments"] == {"path": "a.txt", "text": "hi"}
+    assert anthropic_second["input"] == [{"kind": "tool_result", "call_id": use["id"], "text": "ok"}]
+    assert anthropic_second["rule"] == "saved" and anthropic_second["answer"][0]["text"] == "done"
+    assert (chat_turn["api"], chat_turn["instructions"], chat_turn["tools"]) == (
+        "chat.completions",
+        "Sys.",
+        ["write_file"],
+    )
+    assert chat_turn["answer"][0]["name"] == "write_file" and chat_turn["rule"] == "save"

@@ -22,7 +22,7 @@ function item(entry) {
 function turn(t) {
   return h("article.turn", { class: `turn${t.unmatched ? " unmatched" : ""}${t.error ? " failed" : ""}`, dataset: { index: t.index } },
     h("header", {}, h("strong", {}, `Request ${t.index}`), h("span.muted", {}, ` · turn ${t.turn} · ${t.transport}`),
-      t.model ? h("span.muted", {}, ` · ${t.model}`) : null),
+      h("span.muted", {}, ` · ${t.provider} ${t.api}`), t.model ? h("span.muted", {}, ` · ${t.model}`) : null),
     t.instructions ? h("details.instructions", {}, h("summary", {}, "Instructions"), h("pre", {}, t.instructions)) : null,
     h("div.asked", {}, t.input.map(item)),
     t.tools.length ? h("p.tools", {}, "Tools offered: ", t.tools.map((name) => h("code.chip", {}, name))) : null,
