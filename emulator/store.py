@@ -160,12 +160,9 @@ class Store:
 
     # ------------------------------------------------------------ rooms
 
-    async def create_room(self, room: str, now: str) -> bool:
-        """Record a room made on purpose; False if it was already recorded."""
-        rows = await self._db.execute_fetchall(
-            "INSERT OR IGNORE INTO rooms (room, created_at) VALUES (?, ?) RETURNING room", (room, now)
-        )
-        return bool(list(rows))
+    async def create_room(self, room: str, now: str) -> None:
+        """Record a room made on purpose (once: a second record is ignored)."""
+        await self._db.execute("INSERT OR IGNORE INTO rooms (room, created_at) VALUES (?, ?)", (room, now))
 
     async def room_names(self) -> list[str]:
         """Every room that has a record, a queue, a message or a file, by name."""

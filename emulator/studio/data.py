@@ -102,9 +102,9 @@ async def list_rooms(state: EmulatorState) -> list[dict[str, Any]]:
 
 async def create_room(state: EmulatorState, room: str) -> dict[str, Any]:
     room = check_room_name(room)
-    if not await state.store.create_room(room, datetime.now(UTC).isoformat()) \
-            and room in await _room_names(state):
+    if room in await _room_names(state):
         raise StudioError(409, f"room {room!r} already exists")
+    await state.store.create_room(room, datetime.now(UTC).isoformat())
     return await _room_summary(state, room)
 
 

@@ -49,7 +49,7 @@ async def test_rooms_come_from_what_they_hold_who_is_in_them_and_create(
     assert rooms["with-someone"]["participants"] == 1
 
 
-async def test_creating_a_room_refuses_bad_names_and_duplicates(api) -> None:
+async def test_creating_a_room_refuses_bad_names_and_duplicates(api, localmesh_server) -> None:
     ok(await api.post("/rooms", json={"name": "once"}), 201)
     again = await api.post("/rooms", json={"name": "once"})
     assert again.status_code == 409 and "already exists" in again.json()["error"]
@@ -58,6 +58,8 @@ async def test_creating_a_room_refuses_bad_names_and_duplicates(api) -> None:
         assert response.status_code == 400, bad
         assert "a room name is 1 to 128 characters" in response.json()["error"]
     assert (await api.post("/rooms", content=b"[1]")).status_code == 400
+    await localmesh_server.state.queues.send("busy", "q", 1)  # a room that exists by its queue
+    assert (await api.post("/rooms", json={"name": "busy"})).status_code == 409
 
 
 async def test_the_room_lists_its_participants_live(api, localmesh_room) -> None:
