@@ -93,6 +93,7 @@ async def _room_summary(state: EmulatorState, room: str) -> dict[str, Any]:
         "files": files,
         "bytes": size,
         "llm_requests": len(state.llm.transcript(room)),
+        "services": services_summary(state, room),
     }
 
 
@@ -128,7 +129,6 @@ async def room_detail(state: EmulatorState, room: str) -> dict[str, Any]:
         "llm": {"requests": llm["requests"], "unmatched": llm["unmatched"],
                 "conversations": len(llm["conversations"])},
         "faults": len(faults(state, room)),
-        "services": services_summary(state, room),
     }
 
 

@@ -247,3 +247,25 @@ def test_faults_armed_from_the_page_fire_and_clear(studio, quickstart, screensho
         ).returncode
         == 0
     )
+
+
+def test_a_request_no_rule_matched_is_shown_in_red(studio, quickstart) -> None:
+    page = studio
+    key = {"authorization": f"Bearer {quickstart.api_key}"}
+    script = b"rules:\n  - name: only-hello\n    match: {user: hello}\n    answer: {text: hi}\n"
+    httpx.put(
+        f"{quickstart.url}/_localmesh/llm/rooms/strict/script", content=script, headers=key
+    ).raise_for_status()
+    answered = httpx.post(
+        f"{quickstart.url}/openai/v1/responses",
+        json={"model": "m", "input": "goodbye"},
+        headers={**key, "x-localmesh-room": "strict"},
+    )
+    assert answered.status_code == 400
+    page.goto(f"{quickstart.url}/studio/rooms/strict/llm")
+    expect(page.locator(".facts")).to_contain_text("1 unmatched")
+    turn = page.locator(".turn.unmatched")
+    expect(turn.locator(".rule")).to_have_text("No rule matched")
+    expect(turn.locator(".error")).to_contain_text("no script rule matched this request")
+    expect(turn.locator(".error")).to_contain_text("'only-hello'")
+    assert turn.evaluate("el => getComputedStyle(el).borderLeftColor") == "rgb(180, 35, 24)"  # --bad

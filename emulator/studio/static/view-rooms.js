@@ -28,13 +28,16 @@ export function roomsView() {
         "queues or saves a file in it, or when you create one here."));
       return;
     }
+    const services = rooms.some((room) => room.services); // only servers that run services
     replace(table, h("table.grid", { dataset: { test: "rooms" } },
       h("thead", {}, h("tr", {}, h("th", {}, "Room"), ["Participants", "Queues", "Messages", "Files", "LLM requests"]
-        .map((label) => h("th.num", {}, label)))),
+        .map((label) => h("th.num", {}, label)), services ? h("th.num", {}, "Services") : null)),
       h("tbody", {}, rooms.map((room) => h("tr", { dataset: { room: room.name } },
         h("td", {}, h("a", { href: studioUrl("rooms", room.name) }, room.name)),
         h("td.num", {}, room.participants), h("td.num", {}, room.queues), h("td.num", {}, room.messages),
-        h("td.num", {}, `${room.files} (${bytes(room.bytes)})`), h("td.num", {}, room.llm_requests))))));
+        h("td.num", {}, `${room.files} (${bytes(room.bytes)})`), h("td.num", {}, room.llm_requests),
+        services ? h("td.num", {}, room.services ? `${room.services.running}/${room.services.count} running` : "")
+          : null)))));
   });
   const el = h("div.page", {}, h("h1", {}, "Rooms"), card(null, table), card("Create a room", form, message));
   return { el, topics: ["rooms"], refresh };
