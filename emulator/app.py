@@ -17,6 +17,7 @@ from localmesh.emulator.services.api import create_services_router
 from localmesh.emulator.session import Session
 from localmesh.emulator.state import EmulatorState
 from localmesh.emulator.storage import canonical_file
+from localmesh.emulator.studio.routes import mount_studio
 from localmesh.emulator.url_token import UrlTokenMiddleware, redact, url_token
 from localmesh.protocol.sdk_versions import ClientVersion
 from localmesh.protocol.tokens import SDK_VERSION, AuthError, bearer_token
@@ -47,6 +48,8 @@ def create_app(state: EmulatorState) -> FastAPI:
         project_id=lambda: state.api_key.project_id,
         is_api_key=lambda token: token is not None and state.is_api_key(token),
     ))
+    # The Studio: the page at /studio and its JSON API, for the project's key holder only.
+    mount_studio(app, lambda connection: state)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -120,8 +123,12 @@ def create_app(state: EmulatorState) -> FastAPI:
             return _refusal(403, str(error))
         except RoomError as error:
             return _refusal(404 if error.code == STORAGE_NOT_FOUND else 400, error.message)
-        return Response(data, media_type=row.mime_type or guess_mime_type(basename(path)),
-                        headers={"content-disposition": _inline_disposition(basename(path))})
+        return Response(data, media_type=row.mime_type or guess_mime_type(basename(path)), headers={
+            "content-disposition": _inline_disposition(basename(path)),
+            # A room file is anyone's upload: opened in a browser, an HTML file must not run
+            # as this server's pages (the Studio's), so it gets an origin of its own.
+            "content-security-policy": "sandbox", "x-content-type-options": "nosniff",
+        })
 
     return app
 

@@ -6,15 +6,18 @@ import asyncio
 import os
 import shlex
 import signal
+import webbrowser
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 
 from localmesh.emulator.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, local_project_key
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from localmesh.emulator.server import RoomServer, environment
 from localmesh.emulator.services.images import parse_mount_option
+from localmesh.emulator.studio import login_link
 from localmesh.protocol.tokens import ROLES, mint_token
 from localmesh.scripted_llm import ScriptError
 
@@ -73,10 +76,15 @@ async def _serve(server: RoomServer, in_memory: bool) -> None:
     await server.start()
     where = "in memory" if in_memory else f"data in {server.settings.data_dir}"
     typer.echo(f"localmesh serving on {server.url} ({where})", err=True)
+    typer.echo(f"Studio: {server.url}/studio", err=True)
     if in_memory:
+        # No data dir for `localmesh studio` to read the key from: print a login link now.
+        typer.echo(f"  one-time login link: {login_link(server.url, server.state.api_key)}", err=True)
         typer.echo("# point the MeshAgent SDK and CLI at it:", err=True)
         for name, value in server.env().items():
             typer.echo(f"export {name}={shlex.quote(value)}", err=True)
+    else:
+        typer.echo("  `localmesh studio` opens it logged in (or log in with the API key)", err=True)
     try:
         await stop.wait()
     finally:
@@ -98,6 +106,38 @@ def env(
     key = asyncio.run(local_project_key(data_dir))
     for name, value in environment(f"http://{host}:{port}", key.text, key.project_id).items():
         typer.echo(f"export {name}={shlex.quote(value)}")
+
+
+@app.command()
+def studio(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    port: Port = DEFAULT_PORT,
+    host: Annotated[str, typer.Option(help="Host the emulator listens on.")] = DEFAULT_HOST,
+    no_open: Annotated[bool, typer.Option(
+        "--no-open", help="Print the one-time login link instead of opening a browser.")] = False,
+) -> None:
+    """Open the Studio of a running `localmesh serve` in the browser, logged in.
+
+    The link logs one browser in, once, within ten minutes; it is signed with the project key
+    kept in the data dir, so use the same --data-dir (and --port) as the server.
+    """
+    if not (data_dir / "localmesh.db").exists():
+        typer.echo(f"localmesh: no emulator data in {data_dir}; start `localmesh serve` first "
+                   "(or pass the --data-dir it uses)", err=True)
+        raise typer.Exit(1)
+    base = f"http://{host}:{port}"
+    try:
+        httpx.get(f"{base}/healthz", timeout=3).raise_for_status()
+    except httpx.HTTPError:
+        typer.echo(f"localmesh: no emulator answers on {base}; start `localmesh serve` first "
+                   "(or pass the --port it uses)", err=True)
+        raise typer.Exit(1) from None
+    link = login_link(base, asyncio.run(local_project_key(data_dir)))
+    if no_open:
+        typer.echo(link)
+        return
+    opened = webbrowser.open(link)
+    typer.echo(f"{'Opened' if opened else 'Open'} the Studio: {link}")
 
 
 @app.command()

@@ -63,6 +63,13 @@ class Queues:
         names = {name for r, name in self._known if r == room}
         return [(name, sizes.get(name, 0)) for name in sorted(names | set(sizes))]
 
+    async def peek(self, room: str, name: str, *, offset: int = 0, limit: int = 100) -> list[tuple[int, Any]]:
+        """Up to ``limit`` messages from place ``offset`` in line, as ``(id, message)``,
+        without taking them: receivers still get every one, in order."""
+        await self._require(room, name, create=False)
+        rows = await self._store.peek(room, name, max(offset, 0), max(limit, 0))
+        return [(message_id, json.loads(body)) for message_id, body in rows]
+
     async def open(self, room: str, name: str) -> None:
         await self._require(room, name, create=True)
 

@@ -37,6 +37,10 @@ class Rooms:
     async def leave(self, session: Session) -> None:
         self._sessions[session.room].discard(session)
 
+    def active(self) -> list[str]:
+        """The rooms someone is connected to now."""
+        return [room for room, sessions in self._sessions.items() if sessions]
+
     def sessions(self, room: str) -> list[Session]:
         return list(self._sessions.get(room, ()))
 

@@ -93,6 +93,7 @@ class RoomServer:
 
     async def stop(self) -> None:
         if self._state is not None:
+            self._state.stopping.set()
             # Services first, while their room connections can still close cleanly.
             await self._state.services.stop()
         if self._uvicorn is not None and self._main_loop is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,6 +62,8 @@ class EmulatorState:
     tools: dict[tuple[str, str], Handler] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     public_url: str = ""  # set once the server listens
+    # Set when the server begins to stop: long-lived responses (the Studio's live stream) end.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     async def open(cls, settings: Settings) -> EmulatorState:

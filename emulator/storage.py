@@ -98,6 +98,10 @@ class Storage:
                 entries[child] = _file_entry(row)
         return list(entries.values())
 
+    async def summary(self, room: str) -> tuple[int, int, str | None]:
+        """``(files, total bytes, latest change)`` of a room, without reading any file."""
+        return await self._store.files_summary(room)
+
     async def check_writable(self, room: str, path: str, overwrite: bool) -> None:
         """Refuse what ``write`` would refuse (uploads call it before their bytes stream)."""
         if await self._store.has_files_under(room, path):

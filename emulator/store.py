@@ -32,6 +32,12 @@ CREATE TABLE IF NOT EXISTS messages (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_in_line ON messages (room, queue, id);
+-- Rooms made on purpose (the Studio's "create a room"); other rooms exist through their
+-- queues and files, as in MeshAgent, where a room comes to be when someone joins it.
+CREATE TABLE IF NOT EXISTS rooms (
+    room TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS files (
     room TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -121,6 +127,14 @@ class Store:
         )
         return {queue: size for queue, size in rows}
 
+    async def peek(self, room: str, queue: str, offset: int, limit: int) -> list[tuple[int, str]]:
+        """Messages ``offset`` to ``offset + limit`` in line order, left where they are."""
+        rows = await self._db.execute_fetchall(
+            "SELECT id, body FROM messages WHERE room = ? AND queue = ? ORDER BY id LIMIT ? OFFSET ?",
+            (room, queue, limit, offset),
+        )
+        return [(message_id, body) for message_id, body in rows]
+
     async def append(self, room: str, queue: str, body: str) -> int:
         rows = await self._db.execute_fetchall(
             "INSERT INTO messages (room, queue, body) VALUES (?, ?, ?) RETURNING id",
@@ -148,6 +162,29 @@ class Store:
 
     async def drain(self, room: str, queue: str) -> None:
         await self._db.execute("DELETE FROM messages WHERE room = ? AND queue = ?", (room, queue))
+
+    # ------------------------------------------------------------ rooms
+
+    async def create_room(self, room: str, now: str) -> None:
+        """Record a room made on purpose (once: a second record is ignored)."""
+        await self._db.execute("INSERT OR IGNORE INTO rooms (room, created_at) VALUES (?, ?)", (room, now))
+
+    async def room_names(self) -> list[str]:
+        """Every room that has a record, a queue, a message or a file, by name."""
+        rows = await self._db.execute_fetchall(
+            "SELECT room FROM rooms UNION SELECT room FROM queues UNION SELECT room FROM messages"
+            " UNION SELECT room FROM files ORDER BY room"
+        )
+        return [room for (room,) in rows]
+
+    async def files_summary(self, room: str) -> tuple[int, int, str | None]:
+        """How many files a room has, their total size and the latest change time."""
+        rows = await self._db.execute_fetchall(
+            "SELECT count(*), coalesce(sum(size), 0), max(updated_at) FROM files WHERE room = ?",
+            (room,),
+        )
+        count, size, latest = next(iter(rows))
+        return count, size, latest
 
     # ------------------------------------------------------------ files
 

@@ -59,6 +59,10 @@ class LLMHub:
             self._players[room] = player
         return player
 
+    def rooms(self) -> list[str]:
+        """The rooms whose LLM has been asked something (or had a script set)."""
+        return sorted(set(self._players) | set(self._scripts))
+
     def transcript(self, room: str, conversation: str | None = None) -> list[TranscriptEntry]:
         """Every request of the room and its answer, in order (optionally one conversation)."""
         player = self._players.get(room)

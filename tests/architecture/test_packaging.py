@@ -38,7 +38,8 @@ def test_the_wheel_has_one_top_level_package(wheel: Path) -> None:
     assert top_level == {"localmesh"}
     for module in ("localmesh/emulator/server.py", "localmesh/worker/agent.py",
                    "localmesh/fixtures/plugin.py", "localmesh/protocol/wire.py",
-                   "localmesh/scripted_llm/demo.yaml"):
+                   "localmesh/scripted_llm/demo.yaml", "localmesh/emulator/studio/static/index.html",
+                   "localmesh/emulator/studio/static/app.js", "localmesh/emulator/studio/static/studio.css"):
         assert module in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -108,3 +109,17 @@ def test_a_fresh_project_uses_the_plugin_despite_its_own_worker_and_fixtures(
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "2 passed" in run.stdout
+
+
+def test_the_installed_package_serves_the_studio_page(fresh_venv: Path, tmp_path: Path) -> None:
+    # The page's files are package data: a plain install must have them where the routes look.
+    check = (
+        "from localmesh.emulator.studio.routes import STATIC_DIR\n"
+        "names = sorted(p.name for p in STATIC_DIR.iterdir())\n"
+        "assert {'index.html', 'app.js', 'studio.css'} <= set(names), names\n"
+        "assert 'site-packages' in str(STATIC_DIR), STATIC_DIR\n"
+    )
+    result = subprocess.run(
+        [fresh_venv, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
