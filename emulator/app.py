@@ -64,10 +64,14 @@ def create_app(state: EmulatorState) -> FastAPI:
             # 403 at upgrade: the SDK fails at once instead of retrying for ever.
             await websocket.send_denial_response(_refusal(403, str(error)))
             return
+        limits = state.settings.limits
+        guard = state.connections
+        if guard is not None:
+            guard.limit_frames(websocket.scope, limits.max_frame_bytes)
         session = Session(
-            websocket, room=room, participant=participant, tools=state.tool,
-            max_message_bytes=state.settings.max_message_bytes, on_close=state.rooms.leave,
-            now=state.settings.clock.time,
+            websocket, room=room, participant=participant, tools=state.tool, limits=limits,
+            budget=state.budget, abort=None if guard is None else guard.abort_for(websocket.scope),
+            on_close=state.rooms.leave, now=state.settings.clock.time,
         )
         state.rooms.join(session)
         await session.run(room_url=_room_url(state.public_url or str(websocket.base_url), room))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -39,15 +38,15 @@ class Rooms:
         return [session.describe() for session in self.sessions(room)]
 
     async def broadcast(self, room: str, type: str, header: dict[str, Any]) -> None:
-        """Push an event to every session of the room, the sender included."""
-        sessions = self.sessions(room)
-        results = await asyncio.gather(
-            *(session.send(type, header) for session in sessions), return_exceptions=True
-        )
-        for session, result in zip(sessions, results, strict=True):
-            if isinstance(result, Exception):  # that session is going away; the others go on
-                logger.debug("room %s: event %s not delivered to %s: %r",
-                             room, type, session.participant.name, result)
+        """Push an event to every session of the room, the sender included.
+
+        Never waits on a participant: each event is queued in that session's outbox, and a
+        participant too far behind to take it is disconnected (its outbox says why).
+        """
+        for session in self.sessions(room):
+            if not session.notify(type, header):
+                logger.debug("room %s: event %s not delivered to %s (connection closing)",
+                             room, type, session.participant.name)
 
     def record_developer_log(self, room: str, participant: str, type: str, data: dict[str, Any]) -> None:
         self._developer_logs[room].append(DeveloperLogEntry(participant, type, data))

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import jwt
 
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.faults import Faults
+from localmesh.emulator.limits import Limits
 from localmesh.emulator.llm import LLMHub
 from localmesh.emulator.project import load_or_create_keys
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW, Queues
@@ -22,12 +23,15 @@ from localmesh.emulator.toolkits.queues import QueuesToolkit
 from localmesh.emulator.toolkits.room import DeveloperToolkit, MessagingToolkit
 from localmesh.emulator.toolkits.storage import StorageToolkit
 from localmesh.protocol.tokens import ApiKey, AuthError, Participant, TokenVerifier, bearer_token, mint_token
+from localmesh.protocol.wire import InboundBudget
 from localmesh.scripted_llm import AuthError as LLMAuthError
 from localmesh.scripted_llm import load_script
 
 from .clock import Clock, WallClock
 
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+if TYPE_CHECKING:
+    from localmesh.emulator.connections import ConnectionGuard
+
 DOWNLOAD_URL_LIFETIME = timedelta(hours=1)
 
 
@@ -35,9 +39,9 @@ DOWNLOAD_URL_LIFETIME = timedelta(hours=1)
 class Settings:
     data_dir: Path | None = None  # None: in memory, gone when the process ends
     long_poll_window: float = DEFAULT_LONG_POLL_WINDOW
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     llm_script: Path | None = None  # None: the built-in demo script
     clock: Clock = field(default_factory=WallClock)  # a VirtualClock in tests
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass
@@ -53,6 +57,8 @@ class EmulatorState:
     tools: dict[tuple[str, str], Handler] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     public_url: str = ""  # set once the server listens
+    connections: ConnectionGuard | None = None  # set by RoomServer once uvicorn runs
+    budget: InboundBudget = field(default_factory=lambda: InboundBudget(0))
 
     @classmethod
     async def open(cls, settings: Settings) -> EmulatorState:
@@ -70,6 +76,7 @@ class EmulatorState:
             settings=settings, store=store, keys=keys,
             verifier=TokenVerifier(keys, now=settings.clock.time),
             queues=queues, storage=Storage(store), rooms=Rooms(), llm=llm,
+            budget=InboundBudget(settings.limits.inbound_budget_bytes),
         )
         toolkits = [
             QueuesToolkit(queues),

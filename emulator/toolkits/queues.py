@@ -82,9 +82,10 @@ class QueuesToolkit:
         name = _queue_name(args)
         if not _grant(call).can_receive(name):
             raise _deny(call, f"receive on queue {name!r}")
-        taken = await self._queues.take(
-            call.room, name, create=_flag(args, "create", True), wait=_flag(args, "wait", True)
-        )
+        wait = _flag(args, "wait", True)
+        if wait:
+            call.detach()  # a long-poll mostly waits: it must not hold the connection's slots
+        taken = await self._queues.take(call.room, name, create=_flag(args, "create", True), wait=wait)
         if taken is None:
             return empty_content()
         message = json.loads(taken[1])
