@@ -124,7 +124,7 @@ class Session:
         await self._write(message_id, "__response__", content.pack())
 
     def _stalled(self, reason: str) -> None:
-        logger.warning("room %s: dropping %s: %s", self.room, self.participant.name, reason)
+        logger.warning("room %s: dropping stuck participant %s: %s", self.room, self.participant.name, reason)
         self._cut()
 
     def _cut(self) -> None:
