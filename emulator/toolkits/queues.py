@@ -9,13 +9,21 @@ from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
 from localmesh.emulator.queues import Queues
 from localmesh.protocol.tokens import QueuesGrant
-from localmesh.protocol.wire import Content, empty_content, json_content, text_content
+from localmesh.protocol.wire import (
+    Content,
+    empty_content,
+    is_valid_unicode,
+    json_content,
+    text_content,
+)
 
 
 def _queue_name(args: dict[str, Any]) -> str:
     name = args.get("name")
     if not isinstance(name, str) or not name:
         raise RoomError(INVALID_REQUEST, "queue name must be a non-empty string")
+    if not is_valid_unicode(name):
+        raise RoomError(INVALID_REQUEST, f"queue name {name!r} is not valid Unicode (a lone surrogate)")
     return name
 
 

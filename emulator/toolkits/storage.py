@@ -16,6 +16,7 @@ from localmesh.protocol.wire import (
     control_close,
     empty_content,
     guess_mime_type,
+    is_valid_unicode,
     json_content,
 )
 
@@ -130,6 +131,8 @@ class StorageToolkit:
             _check(call, "write", path)
             await self._storage.check_writable(call.room, path, overwrite)
             mime_type = start.get("mime_type") or guess_mime_type(basename(path))
+            if not isinstance(mime_type, str) or not is_valid_unicode(mime_type):
+                raise RoomError(INVALID_REQUEST, f"mime_type must be a text string, not {mime_type!r}")
             await call.open_stream()
             data = await self._pull(call, size)
             await self._storage.write(call.room, path, data, mime_type, overwrite=overwrite)

@@ -252,6 +252,16 @@ def pack(header: dict[str, Any], payload: bytes = b"") -> bytes:
     return len(body).to_bytes(ENVELOPE_LENGTH, "big") + body + payload
 
 
+def is_valid_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate ("\\ud800" is legal JSON, not Unicode):
+    such a string cannot be a name or a path, since it has no UTF-8 form."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def loads_json(text: bytes | str, what: str) -> Any:
     """Parse JSON from a peer; anything the parser cannot take is a ``WireError``.
 
