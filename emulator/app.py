@@ -36,7 +36,8 @@ def create_app(state: EmulatorState) -> FastAPI:
     app = FastAPI(title="localmesh room emulator", docs_url=None, redoc_url=None)
     # The scripted LLM providers, at {MESHAGENT_API_URL}/openai/v1, /anthropic and /grok/v1 like the
     # real LLM proxy.
-    app.include_router(create_llm_router(state.llm, state.llm_caller_room))
+    app.include_router(create_llm_router(
+        state.llm, state.llm_caller_room, max_body_bytes=state.settings.limits.llm_max_body_bytes))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -55,9 +56,14 @@ def create_app(state: EmulatorState) -> FastAPI:
     @app.websocket("/rooms/{room}")
     async def room_socket(websocket: WebSocket, room: str) -> None:
         token = bearer_token(websocket.headers.get("authorization"))
+        max_token = state.settings.limits.max_token_bytes
         try:
             if token is None:
                 raise AuthError("no 'Authorization: Bearer <participant token>' header")
+            if len(token) > max_token:
+                # A 403, not the parser's 431: the SDK retries anything but 403/404/423 for ever.
+                raise AuthError(f"token of {len(token)} bytes is over the {max_token}-byte limit"
+                                " (grant fewer queues or paths, or use null for 'all')")
             participant = state.participant(token, room)
         except AuthError as error:
             logger.warning("room %s: refused a connection: %s", room, error)

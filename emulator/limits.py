@@ -38,6 +38,7 @@ class Limits:
     llm_max_body_bytes: int = 16 * MiB  # one LLM request body (HTTP or websocket frame)
     llm_transcript_entries: int = 1000  # requests kept per room for transcript()
     llm_transcript_bytes: int = 8 * MiB  # request text kept per room for transcript()
+    llm_remembered_bytes: int = 32 * MiB  # histories kept per room for previous_response_id
     developer_log_entries: int = 1000  # developer.log entries kept per room
     developer_log_bytes: int = 4 * MiB  # developer.log data kept per room
 

@@ -22,10 +22,19 @@ from localmesh.emulator.store import Store
 from localmesh.emulator.toolkits.queues import QueuesToolkit
 from localmesh.emulator.toolkits.room import DeveloperToolkit, MessagingToolkit
 from localmesh.emulator.toolkits.storage import StorageToolkit
-from localmesh.protocol.tokens import ApiKey, AuthError, Participant, TokenVerifier, bearer_token, mint_token
+from localmesh.protocol.tokens import (
+    ApiKey,
+    AuthError,
+    Participant,
+    TokenVerifier,
+    bearer_token,
+    mint_token,
+    parse_grants,
+)
 from localmesh.protocol.wire import InboundBudget
 from localmesh.scripted_llm import AuthError as LLMAuthError
 from localmesh.scripted_llm import load_script
+from localmesh.scripted_llm.player import MemoryBounds
 
 from .clock import Clock, WallClock
 
@@ -63,7 +72,15 @@ class EmulatorState:
     @classmethod
     async def open(cls, settings: Settings) -> EmulatorState:
         # The script first: a bad one must fail before anything holds the process open.
-        llm = LLMHub(None if settings.llm_script is None else load_script(settings.llm_script))
+        limits = settings.limits
+        llm = LLMHub(
+            None if settings.llm_script is None else load_script(settings.llm_script),
+            bounds=MemoryBounds(
+                transcript_entries=limits.llm_transcript_entries,
+                transcript_bytes=limits.llm_transcript_bytes,
+                remembered_bytes=limits.llm_remembered_bytes,
+            ),
+        )
         store = await Store.open(settings.data_dir)
         try:
             keys = await load_or_create_keys(store)
@@ -125,13 +142,16 @@ class EmulatorState:
         if self.is_api_key(token):
             return None
         try:
-            claims = self.verifier.verify(token)
+            granted = parse_grants(self.verifier.verify(token))
         except AuthError as error:
             raise LLMAuthError(str(error)) from None
-        for grant in claims.get("grants") or ():
-            if isinstance(grant, dict) and grant.get("name") == "room":
-                return str(grant.get("scope"))
-        raise LLMAuthError("token has no room grant")
+        room = granted.get("room")
+        if room is None:
+            raise LLMAuthError("token has no room grant")
+        api = granted.get("api")
+        if api is None or api.llm is None:
+            raise LLMAuthError("token's api grant has no llm section, so it may not call the LLM")
+        return room
 
     # ------------------------------------------------------------ presigned downloads
 

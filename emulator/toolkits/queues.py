@@ -8,7 +8,7 @@ from typing import Any
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
 from localmesh.emulator.queues import Queues
-from localmesh.protocol.tokens import QueuesGrant
+from localmesh.protocol.grants import QueuesGrant
 from localmesh.protocol.wire import (
     Content,
     empty_content,

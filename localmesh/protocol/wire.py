@@ -262,19 +262,46 @@ def is_valid_unicode(text: str) -> bool:
     return True
 
 
-def loads_json(text: bytes | str, what: str) -> Any:
+# Deeper JSON than this is refused: Python code that walks a value (repr, deepcopy, logging)
+# recurses once or twice per level and would fail with a RecursionError long before the
+# parser does. Real messages nest a few levels.
+MAX_JSON_DEPTH = 256
+
+
+def loads_json(text: bytes | str, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse JSON from a peer; anything the parser cannot take is a ``WireError``.
 
-    Besides malformed text this covers nesting too deep for the parser (RecursionError)
-    and integers past Python's digit limit (ValueError), which would otherwise escape
-    as tracebacks.
+    Besides malformed text this covers nesting deeper than ``max_depth`` and integers past
+    Python's digit limit (ValueError), which would otherwise escape as tracebacks.
     """
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except RecursionError:
-        raise WireError(f"{what} is nested too deeply to parse") from None
+        raise WireError(f"{what} is nested more than {max_depth} levels deep") from None
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, the int digit limit
         raise WireError(f"{what} is not valid JSON: {error}") from None
+    opening = (b"[", b"{") if isinstance(text, bytes) else ("[", "{")
+    # Counting brackets is cheap; only a value with many of them needs walking.
+    if text.count(opening[0]) + text.count(opening[1]) > max_depth and too_deep(value, max_depth):
+        raise WireError(f"{what} is nested more than {max_depth} levels deep")
+    return value
+
+
+def too_deep(value: Any, max_depth: int) -> bool:
+    """Whether a parsed JSON value nests more than ``max_depth`` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def unpack(data: bytes) -> tuple[dict[str, Any], bytes]:
