@@ -77,6 +77,11 @@ class ConnectionGuard:
                 guard._opened(self)
 
             def data_received(self, data: bytes) -> None:
+                if self in guard._pending:
+                    self._head_bytes = getattr(self, "_head_bytes", 0) + len(data)
+                    if self._head_bytes > guard.limits.max_header_bytes:
+                        guard._refuse_head(self)
+                        return
                 super().data_received(data)
                 if self.cycle is not None or self.transport.get_protocol() is not self:
                     guard._handshake_done(self)  # a whole request head arrived
@@ -125,6 +130,19 @@ class ConnectionGuard:
         self._pending[protocol] = loop.call_later(
             self.limits.handshake_timeout, self._handshake_expired, protocol
         )
+
+    def _refuse_head(self, protocol: H11Protocol) -> None:
+        # A 403, not the parsers' 400/431: the SDK retries those for ever (a long token).
+        timer = self._pending.pop(protocol, None)
+        if timer is not None:
+            timer.cancel()
+        reason = (f"request head over {self.limits.max_header_bytes} bytes"
+                  " (a participant token this long is refused; grant fewer queues or paths)")
+        body = reason.encode() + b"\r\n"
+        protocol.transport.write(
+            b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+            + f"x-localmesh-reason: {reason}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+        protocol.transport.close()
 
     def _handshake_done(self, protocol: H11Protocol) -> None:
         timer = self._pending.pop(protocol, None)

@@ -70,8 +70,9 @@ class RoomServer:
         app = create_app(self._state)
         # The websocket handshake parser refuses long header lines with 431, which the SDK
         # retries for ever; let long tokens through to the app, which answers 403 + reason.
-        websockets.http11.MAX_LINE_LENGTH = max(websockets.http11.MAX_LINE_LENGTH,
-                                                limits.max_header_bytes)
+        # (The connection guard refuses longer request heads itself, with a 403.)
+        parser_limit = 2 * limits.max_header_bytes
+        websockets.http11.MAX_LINE_LENGTH = max(websockets.http11.MAX_LINE_LENGTH, parser_limit)
         config = uvicorn.Config(
             app, host=self.host, port=self.port, lifespan="off", log_level=self._log_level,
             **self._guard.protocols(),
@@ -80,7 +81,7 @@ class RoomServer:
             # The largest frame anyone may send (LLM requests over a websocket); room
             # sockets get a much smaller per-connection limit (max_frame_bytes).
             ws_max_size=max(limits.llm_max_body_bytes, limits.max_frame_bytes),
-            h11_max_incomplete_event_size=limits.max_header_bytes,
+            h11_max_incomplete_event_size=parser_limit,
             timeout_graceful_shutdown=limits.shutdown_grace,
             # permessage-deflate is off by default: on 127.0.0.1 it only costs CPU (a 50 MB
             # file took ~3x longer). The SDK offers it and works with either answer.

@@ -92,12 +92,15 @@ class EmulatorState:
         state = cls(
             settings=settings, store=store, keys=keys,
             verifier=TokenVerifier(keys, now=settings.clock.time),
-            queues=queues, storage=Storage(store), rooms=Rooms(), llm=llm,
+            queues=queues, storage=Storage(store), llm=llm,
+            rooms=Rooms(max_log_entries=limits.developer_log_entries,
+                        max_log_bytes=limits.developer_log_bytes),
             budget=InboundBudget(settings.limits.inbound_budget_bytes),
         )
         toolkits = [
             QueuesToolkit(queues),
-            StorageToolkit(state.storage, state.rooms.broadcast, state.download_url),
+            StorageToolkit(state.storage, state.rooms.broadcast, state.download_url,
+                           max_upload_bytes=limits.max_upload_bytes),
             DeveloperToolkit(state.rooms.record_developer_log),
             MessagingToolkit(state.rooms.participants),
         ]
