@@ -108,6 +108,7 @@ class Outbox:
                     self.stall(f"a write to the client made no progress for {self.write_timeout:g} s")
                     return
                 except Exception as error:  # the socket is gone: nothing more can be written
+                    logger.info("outbox: a write failed, the connection is gone: %r", error)
                     self._close(f"the connection is gone ({type(error).__name__})")
                     return
                 self._messages.popleft()

@@ -181,6 +181,9 @@ class Session:
                     f"{message.type or 'message'} refused: {message.reason}", INVALID_REQUEST))
             elif message is not None:
                 await self._dispatch(message.id, message.type, message.data)
+                # One message per turn of the event loop: a client pipelining thousands of
+                # requests gets no longer turns than anyone else's.
+                await asyncio.sleep(0)
 
     async def close(self, code: int, reason: str) -> None:
         """Close with a reason once what is queued is written; cut off a client that does not read."""

@@ -112,6 +112,10 @@ class ServedRoom:
             await asyncio.sleep(0.05)
         else:
             raise TimeoutError(f"localmesh serve did not start: {self.log.read_text()}")
+        if self.key is None:
+            from localmesh.emulator.config import local_project_key
+
+            self.key = await local_project_key(self.tmp / "data")
         return self
 
     async def __aexit__(self, *exc: object) -> None:

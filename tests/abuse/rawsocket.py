@@ -11,8 +11,9 @@ from urllib.parse import urlparse
 from localmesh.protocol.wire import encode_message, pack
 
 
-def client_frame(payload: bytes, opcode: int = 2) -> bytes:
-    """One masked, final websocket frame (clients must mask)."""
+def client_frame(payload: bytes, opcode: int = 2, *, zero_mask: bool = False) -> bytes:
+    """One masked, final websocket frame (clients must mask; an all-zero mask is legal and
+    leaves the payload as it is, which is fast for load generation)."""
     head = bytearray([0x80 | opcode])
     size = len(payload)
     if size < 126:
@@ -23,6 +24,8 @@ def client_frame(payload: bytes, opcode: int = 2) -> bytes:
     else:
         head.append(0x80 | 127)
         head += size.to_bytes(8, "big")
+    if zero_mask:
+        return bytes(head) + b"\0\0\0\0" + payload
     mask = os.urandom(4)
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if size < 4096 else _mask(payload, mask)
     return bytes(head) + mask + body
