@@ -31,6 +31,9 @@ from localmesh.emulator.limits import Limits
 logger = logging.getLogger("localmesh.connections")
 
 FD_RESERVE = 64  # descriptors kept for SQLite, logs and the listening socket
+# asyncio accepts up to the listen backlog in one go, before any protocol sees a connection:
+# the cap must leave that many descriptors free, so a small backlog keeps the cap high.
+ACCEPT_BACKLOG = 128
 SWEEP_INTERVAL = 1.0
 _REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\n"
@@ -55,7 +58,8 @@ def open_file_limit() -> int:
 class ConnectionGuard:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.max_connections = max(8, min(limits.max_connections, open_file_limit() - FD_RESERVE))
+        spare = open_file_limit() - FD_RESERVE - ACCEPT_BACKLOG
+        self.max_connections = max(8, min(limits.max_connections, spare))
         self.open: set[asyncio.Protocol] = set()
         self._pending: OrderedDict[H11Protocol, asyncio.TimerHandle] = OrderedDict()
         self._sockets: dict[int, WebSocketsSansIOProtocol] = {}  # id(scope) -> protocol
@@ -109,7 +113,7 @@ class ConnectionGuard:
                     del guard._sockets[id(scope)]
                 super().connection_lost(exc)
 
-        return {"http": GuardedH11, "ws": GuardedWebSocket}
+        return {"http": GuardedH11, "ws": GuardedWebSocket, "backlog": ACCEPT_BACKLOG}
 
     # ------------------------------------------------------------ HTTP handshakes
 
