@@ -11,6 +11,7 @@ from urllib.parse import quote
 import jwt
 
 from localmesh.emulator.calls import Call, Handler
+from localmesh.emulator.diskfull import DiskGuard
 from localmesh.emulator.faults import Faults
 from localmesh.emulator.limits import Limits
 from localmesh.emulator.llm import LLMHub
@@ -104,9 +105,10 @@ class EmulatorState:
             DeveloperToolkit(state.rooms.record_developer_log),
             MessagingToolkit(state.rooms.participants),
         ]
+        disk = DiskGuard(settings.data_dir)
         for toolkit in toolkits:
             for tool, handler in toolkit.handlers().items():
-                state.tools[(toolkit.name, tool)] = handler
+                state.tools[(toolkit.name, tool)] = disk.wrap(toolkit.name, tool, handler)
         return state
 
     async def close(self) -> None:
