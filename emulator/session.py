@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import INVALID_REQUEST, OPERATION_FAILED, PERMISSION_DENIED, RoomError
-from localmesh.emulator.inflight import InFlight, Slot
+from localmesh.emulator.inflight import InFlight, Slot, TooManyWaiting
 from localmesh.emulator.limits import Limits
 from localmesh.emulator.outbox import Outbox, OutboxClosed
 from localmesh.protocol.tokens import Participant, token_expiry
@@ -268,6 +268,15 @@ class Session:
             self._spawn(self.reply(message_id, error_content(str(error), code)), slot)
             return
         streamed = arguments.type == "control" and arguments.header.get("method") == "open"
+        if streamed:
+            # A stream waits on chunks this very loop must go on reading: holding an active
+            # slot, 32 concurrent uploads would stop the reads their own chunks need.
+            try:
+                slot.detach()
+            except TooManyWaiting as error:
+                self._spawn(self.reply(message_id, error_content(
+                    f"{toolkit}.{tool} refused: {error}", OPERATION_FAILED)), slot)
+                return
         call = Call(
             message_id=message_id, toolkit=toolkit, tool=tool, arguments=arguments,
             tool_call_id=tool_call_id, peer=self, room=self.room,

@@ -178,3 +178,16 @@ async def test_the_data_dir_is_private(tmp_path):
         files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "data").iterdir()}
     assert mode == 0o700
     assert files and all(m == 0o600 for m in files.values()), files
+
+
+async def test_more_concurrent_uploads_than_request_slots_all_finish():
+    # Streams wait on chunks the session must keep reading: they never hold its slots.
+    async with RoomServer(limits=Limits(max_active_calls=4)) as server:
+        token = server.mint_token(room="r", name="many")
+        async with connect_meshagent_room(server.room_url("r"), token) as room:
+            async with asyncio.timeout(PROMPT):
+                await asyncio.gather(*(room.storage.upload(path=f"f{i}.bin", data=bytes(200_000))
+                                       for i in range(12)))
+                sends = [room.queues.send(name="q", message={"i": i}) for i in range(50)]
+                await asyncio.gather(*sends)
+            assert len((await room.storage.list(path=""))) == 12
