@@ -5,8 +5,10 @@ put every one of them in the store's line ahead of other rooms' work. Here a con
 has ``max_active`` slots: when they are all taken the session stops reading its socket
 until one frees, so the client's own TCP buffer, not the server, holds the backlog.
 
-A long-poll that only waits for a message gives its slot back (``detach``) and counts
-against ``max_waiting`` instead, so many idle receivers never block a connection's sends.
+A long-poll that only waits for a message, and a stream that waits for the client's chunks,
+give their slot back (``detach``) and count against ``max_waiting`` instead: many idle
+receivers never block a connection's sends, and a stream never blocks the very reads that
+bring its chunks.
 """
 
 from __future__ import annotations

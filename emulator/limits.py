@@ -24,7 +24,7 @@ class Limits:
     write_timeout: float = 10.0  # a write that makes no progress this long ends the client
     # Requests of one connection.
     max_active_calls: int = 32  # past this, the connection's socket is not read until one ends
-    max_waiting_calls: int = 1024  # long-polls waiting at once on one connection
+    max_waiting_calls: int = 1024  # long-polls and streams waiting at once on one connection
     # Connections.
     max_connections: int = 1000  # open TCP connections; past it the oldest idle handshake goes
     handshake_timeout: float = 10.0  # to send a complete HTTP request after connecting
