@@ -190,4 +190,4 @@ async def test_more_concurrent_uploads_than_request_slots_all_finish():
                                        for i in range(12)))
                 sends = [room.queues.send(name="q", message={"i": i}) for i in range(50)]
                 await asyncio.gather(*sends)
-            assert len((await room.storage.list(path=""))) == 12
+            assert len(await room.storage.list(path="")) == 12

@@ -80,8 +80,11 @@ async def test_pipelined_load_in_one_room_does_not_hold_up_another(tmp_path):
                 stop.set()
                 sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
-    during = p99_ms(samples)
-    assert during < 50, f"room b's p99 was {during} ms during room a's load (baseline {p99_ms(baseline)} ms)"
+    during, before_load = p99_ms(samples), p99_ms(baseline)
+    # The target is 50 ms. On a machine busy with other work every latency grows, so the bound
+    # also allows 5x room B's own p99 measured just before (issue 16 saw 1,400x: 2.8 s vs 2 ms).
+    assert during < max(50.0, 5 * before_load), (
+        f"room b's p99 was {during} ms during room a's load (baseline {before_load} ms)")
     Figure(
         case=f"{SENDS:,} pipelined queues.send in room A",
         abuser_got=f"all {SENDS:,} acknowledged in {took:.1f} s ({SENDS / took:,.0f}/s)",
