@@ -30,10 +30,6 @@ class WireError(ValueError):
     """Bytes that do not follow the wire format. The message says what was wrong."""
 
 
-class MessageTooLarge(WireError):
-    """A message over the receiver's size limit."""
-
-
 @dataclass(frozen=True, slots=True)
 class Message:
     id: int
