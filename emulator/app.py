@@ -42,7 +42,8 @@ def create_app(state: EmulatorState) -> FastAPI:
     app.add_middleware(UrlTokenMiddleware)
     # The scripted LLM providers, at {MESHAGENT_API_URL}/openai/v1, /anthropic and /grok/v1 like the
     # real LLM proxy.
-    app.include_router(create_llm_router(state.llm, state.llm_caller_room))
+    app.include_router(create_llm_router(
+        state.llm, state.llm_caller_room, max_body_bytes=state.settings.limits.llm_max_body_bytes))
     app.include_router(create_services_router(
         state.services.registry, state.services.supervisor,
         project_id=lambda: state.api_key.project_id,
@@ -70,9 +71,14 @@ def create_app(state: EmulatorState) -> FastAPI:
         # The header, or (SDK clients up to 0.42.x) the URL's token, which the middleware moved
         # out of the query string.
         token = bearer_token(websocket.headers.get("authorization")) or url_token(websocket.scope)
+        max_token = state.settings.limits.max_token_bytes
         try:
             if token is None:
                 raise AuthError("no 'Authorization: Bearer <participant token>' header")
+            if len(token) > max_token:
+                # A 403, not the parser's 431: the SDK retries anything but 403/404/423 for ever.
+                raise AuthError(f"token of {len(token)} bytes is over the {max_token}-byte limit"
+                                " (grant fewer queues or paths, or use null for 'all')")
             participant = state.participant(token, room)
         except AuthError as error:
             reason = redact(str(error), token)  # a refusal never echoes the token
@@ -80,10 +86,14 @@ def create_app(state: EmulatorState) -> FastAPI:
             # 403 at upgrade: the SDK fails at once instead of retrying for ever.
             await websocket.send_denial_response(_refusal(403, reason))
             return
+        limits = state.settings.limits
+        guard = state.connections
+        if guard is not None:
+            guard.limit_frames(websocket.scope, limits.max_frame_bytes)
         session = Session(
-            websocket, room=room, participant=participant, tools=state.tool,
-            max_message_bytes=state.settings.max_message_bytes, on_close=state.rooms.leave,
-            now=state.settings.clock.time,
+            websocket, room=room, participant=participant, tools=state.tool, limits=limits,
+            budget=state.budget, abort=None if guard is None else guard.abort_for(websocket.scope),
+            on_close=state.rooms.leave, now=state.settings.clock.time,
             client=ClientVersion.parse(websocket.query_params.get("v")),
         )
         state.rooms.join(session)

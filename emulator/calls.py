@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from localmesh.emulator.errors import INVALID_REQUEST, RoomError
+from localmesh.emulator.errors import INVALID_REQUEST, OPERATION_FAILED, RoomError
+from localmesh.emulator.inflight import Slot, TooManyWaiting
 from localmesh.protocol.wire import Content, control_open
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class Call:
     room: str
     # Request chunks of a streamed call (arguments = control open), in arrival order.
     inbound: asyncio.Queue[Content] | None = None
+    # The call's claim on its connection's requests in flight (None outside a session).
+    slot: Slot | None = None
     opened: bool = field(default=False, init=False)
 
     @property
@@ -46,6 +49,15 @@ class Call:
     @property
     def streamed(self) -> bool:
         return self.inbound is not None
+
+    def detach(self) -> None:
+        """This call is about to wait (a long-poll): let the connection run other calls."""
+        if self.slot is None:
+            return
+        try:
+            self.slot.detach()
+        except TooManyWaiting as error:
+            raise RoomError(OPERATION_FAILED, f"{self.toolkit}.{self.tool} refused: {error}") from None
 
     def json_arguments(self) -> dict[str, Any]:
         """The call's ``json`` arguments as a dict; a clear 1002 for anything else."""

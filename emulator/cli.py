@@ -14,6 +14,7 @@ import httpx
 import typer
 
 from localmesh.emulator.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, local_project_key
+from localmesh.emulator.limits import Limits
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from localmesh.emulator.server import RoomServer, environment
 from localmesh.emulator.services.images import parse_mount_option
@@ -47,16 +48,24 @@ def serve(
         help="Serve a code image that services mount (container.storage.images) from a local"
              " folder; IMAGE is the full reference, the repository or its last name. Repeatable.",
     )] = None,
+    limit: Annotated[list[str] | None, typer.Option(
+        "--limit", metavar="NAME=VALUE",
+        help="Change one of the server's bounds, e.g. --limit max_connections=200"
+             " (repeatable; the names are in docs/hardening.md).")] = None,
 ) -> None:
-    """Run the room emulator in the foreground until Ctrl-C or SIGTERM."""
+    """Run the room emulator in the foreground until Ctrl-C or SIGTERM (a second one forces the exit)."""
     try:
         mounts = dict(parse_mount_option(text) for text in mount_image or ())
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--mount-image") from None
+    try:
+        limits = Limits().with_text(limit or [])
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--limit") from None
     server = RoomServer(
         host=host, port=port, data_dir=None if in_memory else data_dir,
         long_poll_window=long_poll_window, llm_script=llm_script, log_level="info",
-        mount_images=mounts,
+        mount_images=mounts, limits=limits,
     )
     try:
         asyncio.run(_serve(server, in_memory))
@@ -71,8 +80,16 @@ def serve(
 async def _serve(server: RoomServer, in_memory: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if not stop.is_set():
+            stop.set()  # the first: a clean shutdown, bounded by the shutdown grace
+            return
+        typer.echo("localmesh: second signal, cutting every connection now", err=True)
+        server.force_stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     await server.start()
     where = "in memory" if in_memory else f"data in {server.settings.data_dir}"
     typer.echo(f"localmesh serving on {server.url} ({where})", err=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from localmesh.protocol.wire import is_valid_unicode
+
 RESERVED_NAME = ".meshagent-directory"
 RESERVED_PREFIX = ".meshagent-upload-"
 
@@ -20,6 +22,8 @@ def normalize_path(path: Any) -> str:
     """
     if not isinstance(path, str):
         raise InvalidPath(f"path must be a string, not {type(path).__name__}")
+    if not is_valid_unicode(path):
+        raise InvalidPath(f"path {path!r} is not valid Unicode (it holds a lone surrogate)")
     original = path
     while path.startswith("./"):
         path = path[2:]

@@ -77,7 +77,7 @@ class Queues:
         """Commit ``message`` to the queue; return once it is on disk."""
         key = await self._require(room, name, create)
         try:
-            await self._store.append(room, name, json.dumps(message, ensure_ascii=False))
+            await self._store.append(room, name, json.dumps(message))  # ASCII: lone surrogates stay escaped
         except asyncio.CancelledError:
             # The sender's session closed, but SQLite commits the row anyway: its waiters
             # must still be served (the serve's pop runs after the append, in SQLite's order).

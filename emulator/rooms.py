@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,11 +23,16 @@ class DeveloperLogEntry:
 
 
 class Rooms:
-    def __init__(self) -> None:
+    def __init__(self, *, max_log_entries: int = 1000, max_log_bytes: int = 4 * 1024 * 1024) -> None:
         self._sessions: dict[str, set[Session]] = defaultdict(set)
         self._developer_logs: dict[str, list[DeveloperLogEntry]] = defaultdict(list)
         # Told of every join; the first one of a room starts the project's services there.
         self.on_active: Callable[[str], None] | None = None
+        # developer.log entries per room, bounded: the oldest go first.
+        self._developer_logs: dict[str, deque[tuple[DeveloperLogEntry, int]]] = defaultdict(deque)
+        self._log_bytes: dict[str, int] = defaultdict(int)
+        self._max_log_entries = max_log_entries
+        self._max_log_bytes = max_log_bytes
 
     def join(self, session: Session) -> None:
         self._sessions[session.room].add(session)
@@ -48,18 +53,29 @@ class Rooms:
         return [session.describe() for session in self.sessions(room)]
 
     async def broadcast(self, room: str, type: str, header: dict[str, Any]) -> None:
-        """Push an event to every session of the room, the sender included."""
-        sessions = self.sessions(room)
-        results = await asyncio.gather(
-            *(session.send(type, header) for session in sessions), return_exceptions=True
-        )
-        for session, result in zip(sessions, results, strict=True):
-            if isinstance(result, Exception):  # that session is going away; the others go on
-                logger.debug("room %s: event %s not delivered to %s: %r",
-                             room, type, session.participant.name, result)
+        """Push an event to every session of the room, the sender included.
+
+        Never waits on a participant: each event is queued in that session's outbox, and a
+        participant too far behind to take it is disconnected (its outbox says why).
+        """
+        for session in self.sessions(room):
+            if not session.notify(type, header):
+                logger.debug("room %s: event %s not delivered to %s (connection closing)",
+                             room, type, session.participant.name)
 
     def record_developer_log(self, room: str, participant: str, type: str, data: dict[str, Any]) -> None:
-        self._developer_logs[room].append(DeveloperLogEntry(participant, type, data))
+        size = len(json.dumps(data, default=str)) + len(type)
+        if size > self._max_log_bytes:
+            data = {"localmesh_not_kept": f"log data of {size} bytes"
+                                          f" (over the {self._max_log_bytes}-byte bound)"}
+            size = len(json.dumps(data))
+        entries = self._developer_logs[room]
+        entries.append((DeveloperLogEntry(participant, type, data), size))
+        self._log_bytes[room] += size
+        while entries and (
+            len(entries) > self._max_log_entries or self._log_bytes[room] > self._max_log_bytes
+        ):
+            self._log_bytes[room] -= entries.popleft()[1]
 
     def developer_logs(self, room: str) -> list[DeveloperLogEntry]:
-        return list(self._developer_logs.get(room, ()))
+        return [entry for entry, _ in self._developer_logs.get(room, ())]

@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+import websockets.http11
 
 from localmesh.emulator.app import create_app
+from localmesh.emulator.connections import ConnectionGuard
 from localmesh.emulator.faults import Faults
+from localmesh.emulator.limits import Limits
 from localmesh.emulator.llm import LLMHub
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from localmesh.emulator.services import RunnerSettings, Services
-from localmesh.emulator.state import DEFAULT_MAX_MESSAGE_BYTES, EmulatorState, Settings
+from localmesh.emulator.state import EmulatorState, Settings
 from localmesh.emulator.url_token import install_log_redaction
 from localmesh.protocol.llm_urls import llm_environment
 
@@ -33,39 +36,59 @@ class RoomServer:
         port: int = 0,
         data_dir: str | Path | None = None,
         long_poll_window: float = DEFAULT_LONG_POLL_WINDOW,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_message_bytes: int | None = None,
         llm_script: str | Path | None = None,
         log_level: str = "warning",
         compression: bool = False,
         clock: Clock | None = None,
         mount_images: dict[str, str | Path] | None = None,
         service_settings: RunnerSettings | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        limits = limits or Limits()
+        if max_message_bytes is not None:
+            limits = limits.replace(max_message_bytes=max_message_bytes)
         self.settings = Settings(
             data_dir=None if data_dir is None else Path(data_dir),
             long_poll_window=long_poll_window,
-            max_message_bytes=max_message_bytes,
             llm_script=None if llm_script is None else Path(llm_script),
             clock=clock or WallClock(),
             mount_images={image: Path(folder) for image, folder in (mount_images or {}).items()},
             services=service_settings or RunnerSettings(),
+            limits=limits,
         )
         self._log_level = log_level
         self.compression = compression
         self._state: EmulatorState | None = None
         self._uvicorn: uvicorn.Server | None = None
         self._main_loop: asyncio.Task[None] | None = None
+        self._guard: ConnectionGuard | None = None
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        limits = self.settings.limits
         self._state = await EmulatorState.open(self.settings)
+        self._guard = ConnectionGuard(limits)
+        self._state.connections = self._guard
         app = create_app(self._state)
+        # The websocket handshake parser refuses long header lines with 431, which the SDK
+        # retries for ever; let long tokens through to the app, which answers 403 + reason.
+        # (The connection guard refuses longer request heads itself, with a 403.)
+        parser_limit = 2 * limits.max_header_bytes
+        websockets.http11.MAX_LINE_LENGTH = max(websockets.http11.MAX_LINE_LENGTH, parser_limit)
         config = uvicorn.Config(
             app, host=self.host, port=self.port, lifespan="off", log_level=self._log_level,
-            ws_ping_interval=None,  # the SDK pings us; answering is enough
+            **self._guard.protocols(),
+            # Pings find clients that are gone or stopped reading; the SDK answers them.
+            ws_ping_interval=limits.ping_interval, ws_ping_timeout=limits.ping_timeout,
+            # The largest frame anyone may send (LLM requests over a websocket); room
+            # sockets get a much smaller per-connection limit (max_frame_bytes).
+            ws_max_size=max(limits.llm_max_body_bytes, limits.max_frame_bytes),
+            h11_max_incomplete_event_size=parser_limit,
+            timeout_graceful_shutdown=limits.shutdown_grace,
             # permessage-deflate is off by default: on 127.0.0.1 it only costs CPU (a 50 MB
             # file took ~3x longer). The SDK offers it and works with either answer.
             ws_per_message_deflate=self.compression,
@@ -88,10 +111,13 @@ class RoomServer:
             raise OSError(f"could not listen on {self.host}:{self.port} (is it in use?)")
         self.port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
         self._state.public_url = self.url
+        self._guard.start()
         self._main_loop = asyncio.create_task(self._uvicorn.main_loop())
         await self._state.services.start()  # room services run from the start
 
     async def stop(self) -> None:
+        """Stop serving: clients get a close frame; any still connected after the grace
+        period (``Limits.shutdown_grace``), such as one that stopped reading, are cut."""
         if self._state is not None:
             self._state.stopping.set()
             # Services first, while their room connections can still close cleanly.
@@ -99,11 +125,30 @@ class RoomServer:
         if self._uvicorn is not None and self._main_loop is not None:
             self._uvicorn.should_exit = True
             await self._main_loop
-            await self._uvicorn.shutdown()
+            cutter = asyncio.get_running_loop().call_later(
+                self.settings.limits.shutdown_grace, self._cut_all)
+            try:
+                await self._uvicorn.shutdown()
+            finally:
+                cutter.cancel()
             self._main_loop = None
+        if self._guard is not None:
+            self._guard.abort_all()
+            await self._guard.stop()
         if self._state is not None:
             await self._state.close()
             self._state = None
+
+    def force_stop(self) -> None:
+        """A second signal: cut every connection now and stop waiting for anything."""
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+            self._uvicorn.force_exit = True
+        self._cut_all()
+
+    def _cut_all(self) -> None:
+        if self._guard is not None:
+            self._guard.abort_all()
 
     async def __aenter__(self) -> RoomServer:
         await self.start()

@@ -1,9 +1,11 @@
-"""One participant's room connection: handshake, decoding, dispatch, serialised writes.
+"""One participant's room connection: handshake, decoding, dispatch, bounded writes.
 
 Each request runs in its own task, so a pending long-poll never blocks a send on the
-same socket. Writes go through one lock, so the packets of two messages never
-interleave. Bad input gets an error reply (or, when the framing itself is broken and
-no request id can be trusted, a close with a reason); it never ends other sessions.
+same socket; a connection has a bounded number of requests in flight (``inflight.py``).
+Every write goes through the connection's outbox (``outbox.py``), so the packets of two
+messages never interleave and a client that stops reading is cut off, never waited on.
+Bad input gets an error reply (or, when the framing itself is broken and no request id
+can be trusted, a close with a reason); it never ends other sessions.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import INVALID_REQUEST, OPERATION_FAILED, PERMISSION_DENIED, RoomError
+from localmesh.emulator.inflight import InFlight, Slot, TooManyWaiting
+from localmesh.emulator.limits import Limits
+from localmesh.emulator.outbox import Outbox, OutboxClosed
 from localmesh.protocol.sdk_versions import ClientVersion
 from localmesh.protocol.tokens import Participant, token_expiry
 from localmesh.protocol.wire import (
     Content,
-    MessageTooLarge,
+    InboundBudget,
     PacketAssembler,
+    Rejected,
     WireError,
     content_from_header,
     empty_content,
@@ -39,7 +45,6 @@ logger = logging.getLogger("localmesh.session")
 
 CLOSE_INVALID_DATA = 1007
 CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_TOO_BIG = 1009
 CLOSE_POLICY_VIOLATION = 1008
 # request chunks belong to a call already allowed; they carry no request of their own
 _CHUNKS = frozenset({"room.tool_call_request_chunk"})
@@ -51,6 +56,7 @@ _NOT_EMULATED = frozenset({
 })
 
 ToolLookup = Callable[[str, str], Handler | None]
+Abort = Callable[[], None]  # cut the TCP connection at once, with no close handshake
 
 
 class Session:
@@ -61,11 +67,14 @@ class Session:
         room: str,
         participant: Participant,
         tools: ToolLookup,
-        max_message_bytes: int,
+        limits: Limits | None = None,
+        budget: InboundBudget | None = None,
+        abort: Abort | None = None,
         on_close: Callable[[Session], Awaitable[None]] | None = None,
         now: Callable[[], float] = time.time,
         client: ClientVersion | None = None,
     ) -> None:
+        limits = limits or Limits()
         self.websocket = websocket
         self.room = room
         self.participant = participant
@@ -74,31 +83,60 @@ class Session:
         self.session_id = uuid.uuid4().hex
         self.attributes: dict[str, Any] = {"name": participant.name}
         self._tools = tools
-        self._assembler = PacketAssembler(max_message_bytes)
-        self._write_lock = asyncio.Lock()
+        self._assembler = PacketAssembler(
+            limits.max_message_bytes, max_packet_bytes=limits.max_packet_bytes, budget=budget
+        )
+        self._outbox = Outbox(
+            self._send_frame, max_bytes=limits.outbox_bytes,
+            write_timeout=limits.write_timeout, on_stalled=self._stalled,
+        )
+        self._inflight = InFlight(limits.max_active_calls, limits.max_waiting_calls)
+        self._abort = abort
         self._next_id = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._streams: dict[str, Call] = {}
         self._on_close = on_close
         self._now = now  # the server's clock: a token that expires mid-connection is refused
         self._expires = token_expiry(participant.claims)
+        self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
     # ------------------------------------------------------------ writing
 
+    async def _send_frame(self, frame: bytes) -> None:
+        await self.websocket.send_bytes(frame)
+
     async def _write(self, message_id: int, type: str, data: bytes) -> None:
-        frames = encode_message(message_id, type, data)
-        async with self._write_lock:
-            for frame in frames:
-                await self.websocket.send_bytes(frame)
+        await self._outbox.put(encode_message(message_id, type, data))
 
     async def send(self, type: str, header: dict[str, Any], payload: bytes = b"") -> None:
-        """A server-originated message (its own id counter)."""
+        """A server-originated message (its own id counter), waiting for room to queue it."""
         self._next_id += 1
         await self._write(self._next_id, type, pack(header, payload))
 
+    def notify(self, type: str, header: dict[str, Any]) -> bool:
+        """A room event: queued without waiting. A client too far behind is cut off
+        (the event is then not delivered). Returns whether it was queued."""
+        self._next_id += 1
+        try:
+            self._outbox.put_nowait(encode_message(self._next_id, type, pack(header)))
+        except OutboxClosed:
+            return False
+        return True
+
     async def reply(self, message_id: int, content: Content) -> None:
         await self._write(message_id, "__response__", content.pack())
+
+    def _stalled(self, reason: str) -> None:
+        logger.warning("room %s: dropping stuck participant %s: %s", self.room, self.participant.name, reason)
+        self._cut()
+
+    def _cut(self) -> None:
+        """End the connection now: no close handshake with a client that does not read."""
+        if self._abort is not None:
+            self._abort()
+        if self._reader is not None:
+            self._reader.cancel()
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.participant_id, "role": self.participant.role, "attributes": self.attributes}
@@ -107,6 +145,8 @@ class Session:
 
     async def run(self, *, room_url: str) -> None:
         await self.websocket.accept()
+        self._outbox.start()
+        self._reader = asyncio.current_task()
         try:
             await self.send("room_ready", {
                 "room_name": self.room,
@@ -117,8 +157,8 @@ class Session:
                 "type": "init", "participantId": self.participant_id, "attributes": self.attributes,
             })
             await self._read_loop()
-        except (WebSocketDisconnect, ConnectionError):
-            pass
+        except (WebSocketDisconnect, ConnectionError, asyncio.CancelledError):
+            pass  # the client left, or was cut off (the reason is logged where it was)
         finally:
             await self._shutdown()
 
@@ -135,15 +175,28 @@ class Session:
                 message = self._assembler.feed(frame)
             except WireError as error:
                 logger.warning("room %s: closing %s: %s", self.room, self.participant.name, error)
-                code = CLOSE_TOO_BIG if isinstance(error, MessageTooLarge) else CLOSE_INVALID_DATA
-                await self.close(code, f"bad frame: {error}"[:120])
+                await self.close(CLOSE_INVALID_DATA, f"bad frame: {error}"[:120])
                 return
-            if message is not None:
+            if isinstance(message, Rejected):
+                # Over a limit: answered at once; the rest of its packets are skipped.
+                logger.info("room %s: refused a %s from %s: %s",
+                            self.room, message.type, self.participant.name, message.reason)
+                await self.reply(message.id, error_content(
+                    f"{message.type or 'message'} refused: {message.reason}", INVALID_REQUEST))
+            elif message is not None:
                 await self._dispatch(message.id, message.type, message.data)
+                # One message per turn of the event loop: a client pipelining thousands of
+                # requests gets no longer turns than anyone else's.
+                await asyncio.sleep(0)
 
     async def close(self, code: int, reason: str) -> None:
+        """Close with a reason once what is queued is written; cut off a client that does not read."""
+        await self._outbox.flush(self._outbox.write_timeout)
         try:
-            await self.websocket.close(code, reason)
+            async with asyncio.timeout(self._outbox.write_timeout):
+                await self.websocket.close(code, reason)
+        except TimeoutError:
+            self._cut()
         except (RuntimeError, ConnectionError):
             pass  # already gone
 
@@ -153,16 +206,20 @@ class Session:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._outbox.aclose()
+        self._assembler.close()
         self.closed.set()
         if self._on_close is not None:
             await self._on_close(self)
 
     # ------------------------------------------------------------ dispatch
 
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
+    def _spawn(self, coroutine: Awaitable[None], slot: Slot | None = None) -> None:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if slot is not None:
+            task.add_done_callback(lambda _: slot.release())
 
     async def _dispatch(self, message_id: int, type: str, data: bytes) -> None:
         try:
@@ -174,7 +231,10 @@ class Session:
             await self._refuse_expired(message_id)
             return
         if type == "room.invoke_tool":
-            self._start_call(message_id, header, payload)
+            # Waits while the connection has its fill of calls in flight: this client's
+            # backlog then stays in its own socket, not in the server or the store's line.
+            slot = await self._inflight.acquire()
+            self._start_call(message_id, header, payload, slot)
         elif type == "room.tool_call_request_chunk":
             self._route_chunk(header, payload)
             if self.client.awaits_chunk_replies:
@@ -204,7 +264,7 @@ class Session:
             "the participant token has expired: connect again with a new token", PERMISSION_DENIED))
         await self.close(CLOSE_POLICY_VIOLATION, "token expired")
 
-    def _start_call(self, message_id: int, header: dict[str, Any], payload: bytes) -> None:
+    def _start_call(self, message_id: int, header: dict[str, Any], payload: bytes, slot: Slot) -> None:
         try:
             toolkit, tool = header.get("toolkit"), header.get("tool")
             if not isinstance(toolkit, str) or not isinstance(tool, str):
@@ -213,17 +273,26 @@ class Session:
             tool_call_id = str(header.get("tool_call_id") or uuid.uuid4().hex)
         except (RoomError, WireError) as error:
             code = error.code if isinstance(error, RoomError) else INVALID_REQUEST
-            self._spawn(self.reply(message_id, error_content(str(error), code)))
+            self._spawn(self.reply(message_id, error_content(str(error), code)), slot)
             return
         streamed = arguments.type == "control" and arguments.header.get("method") == "open"
+        if streamed:
+            # A stream waits on chunks this very loop must go on reading: holding an active
+            # slot, 32 concurrent uploads would stop the reads their own chunks need.
+            try:
+                slot.detach()
+            except TooManyWaiting as error:
+                self._spawn(self.reply(message_id, error_content(
+                    f"{toolkit}.{tool} refused: {error}", OPERATION_FAILED)), slot)
+                return
         call = Call(
             message_id=message_id, toolkit=toolkit, tool=tool, arguments=arguments,
             tool_call_id=tool_call_id, peer=self, room=self.room,
-            inbound=asyncio.Queue() if streamed else None,
+            inbound=asyncio.Queue() if streamed else None, slot=slot,
         )
         if streamed:
             self._streams[tool_call_id] = call
-        self._spawn(self._run_call(call))
+        self._spawn(self._run_call(call), slot)
 
     def _route_chunk(self, header: dict[str, Any], payload: bytes) -> None:
         # Chunks for finished or unknown calls are normal (the client closes lazily): drop them.
@@ -240,7 +309,7 @@ class Session:
             error = await self._call(call)
             if error is not None:
                 await self._reply_error(call, error)
-        except (WebSocketDisconnect, OSError):
+        except (WebSocketDisconnect, OSError, OutboxClosed):
             pass  # the connection is gone; the read loop ends the session
         finally:
             self._streams.pop(call.tool_call_id, None)

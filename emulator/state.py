@@ -6,13 +6,15 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import jwt
 
 from localmesh.emulator.calls import Call, Handler
+from localmesh.emulator.diskfull import DiskGuard
 from localmesh.emulator.faults import Faults
+from localmesh.emulator.limits import Limits
 from localmesh.emulator.llm import LLMHub
 from localmesh.emulator.paths import basename
 from localmesh.emulator.project import load_or_create_keys
@@ -25,14 +27,25 @@ from localmesh.emulator.store import Store
 from localmesh.emulator.toolkits.queues import QueuesToolkit
 from localmesh.emulator.toolkits.room import DeveloperToolkit, MessagingToolkit
 from localmesh.emulator.toolkits.storage import StorageToolkit
-from localmesh.protocol.tokens import ApiKey, AuthError, Participant, TokenVerifier, bearer_token, mint_token
-from localmesh.protocol.wire import guess_mime_type
+from localmesh.protocol.tokens import (
+    ApiKey,
+    AuthError,
+    Participant,
+    TokenVerifier,
+    bearer_token,
+    mint_token,
+    parse_grants,
+)
+from localmesh.protocol.wire import InboundBudget, guess_mime_type
 from localmesh.scripted_llm import AuthError as LLMAuthError
 from localmesh.scripted_llm import load_script
+from localmesh.scripted_llm.player import MemoryBounds
 
 from .clock import Clock, WallClock
 
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+if TYPE_CHECKING:
+    from localmesh.emulator.connections import ConnectionGuard
+
 DOWNLOAD_URL_LIFETIME = timedelta(hours=1)
 
 
@@ -40,12 +53,12 @@ DOWNLOAD_URL_LIFETIME = timedelta(hours=1)
 class Settings:
     data_dir: Path | None = None  # None: in memory, gone when the process ends
     long_poll_window: float = DEFAULT_LONG_POLL_WINDOW
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     llm_script: Path | None = None  # None: the built-in demo script
     clock: Clock = field(default_factory=WallClock)  # a VirtualClock in tests
     # Code images for container.storage.images, as local folders (--mount-image IMAGE=DIR).
     mount_images: dict[str, Path] = field(default_factory=dict)
     services: RunnerSettings = field(default_factory=RunnerSettings)
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass
@@ -64,11 +77,21 @@ class EmulatorState:
     public_url: str = ""  # set once the server listens
     # Set when the server begins to stop: long-lived responses (the Studio's live stream) end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: ConnectionGuard | None = None  # set by RoomServer once uvicorn runs
+    budget: InboundBudget = field(default_factory=lambda: InboundBudget(0))
 
     @classmethod
     async def open(cls, settings: Settings) -> EmulatorState:
         # The script first: a bad one must fail before anything holds the process open.
-        llm = LLMHub(None if settings.llm_script is None else load_script(settings.llm_script))
+        limits = settings.limits
+        llm = LLMHub(
+            None if settings.llm_script is None else load_script(settings.llm_script),
+            bounds=MemoryBounds(
+                transcript_entries=limits.llm_transcript_entries,
+                transcript_bytes=limits.llm_transcript_bytes,
+                remembered_bytes=limits.llm_remembered_bytes,
+            ),
+        )
         store = await Store.open(settings.data_dir)
         try:
             keys = await load_or_create_keys(store)
@@ -90,19 +113,24 @@ class EmulatorState:
         state = cls(
             settings=settings, store=store, keys=keys,
             verifier=TokenVerifier(keys, now=settings.clock.time),
-            queues=queues, storage=Storage(store), rooms=Rooms(), llm=llm, services=services,
+            queues=queues, storage=Storage(store), llm=llm, services=services,
+            rooms=Rooms(max_log_entries=limits.developer_log_entries,
+                        max_log_bytes=limits.developer_log_bytes),
+            budget=InboundBudget(settings.limits.inbound_budget_bytes),
         )
         state.rooms.on_active = services.supervisor.room_active
         toolkits = [
             QueuesToolkit(queues),
-            StorageToolkit(state.storage, state.rooms.broadcast, state.download_url),
+            StorageToolkit(state.storage, state.rooms.broadcast, state.download_url,
+                           max_upload_bytes=limits.max_upload_bytes),
             DeveloperToolkit(state.rooms.record_developer_log),
             MessagingToolkit(state.rooms.participants),
             ServicesToolkit(services.supervisor),
         ]
+        disk = DiskGuard(settings.data_dir)
         for toolkit in toolkits:
             for tool, handler in toolkit.handlers().items():
-                state.tools[(toolkit.name, tool)] = handler
+                state.tools[(toolkit.name, tool)] = disk.wrap(toolkit.name, tool, handler)
         return state
 
     async def close(self) -> None:
@@ -142,13 +170,16 @@ class EmulatorState:
         if self.is_api_key(token):
             return None
         try:
-            claims = self.verifier.verify(token)
+            granted = parse_grants(self.verifier.verify(token))
         except AuthError as error:
             raise LLMAuthError(str(error)) from None
-        for grant in claims.get("grants") or ():
-            if isinstance(grant, dict) and grant.get("name") == "room":
-                return str(grant.get("scope"))
-        raise LLMAuthError("token has no room grant")
+        room = granted.get("room")
+        if room is None:
+            raise LLMAuthError("token has no room grant")
+        api = granted.get("api")
+        if api is None or api.llm is None:
+            raise LLMAuthError("token's api grant has no llm section, so it may not call the LLM")
+        return room
 
     async def place_file(self, room: str, path: str, text: str) -> None:
         """Create a file in room storage unless one is there (a service spec's ``files``)."""

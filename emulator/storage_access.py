@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..protocol.tokens import ApiGrant, Participant
+from ..protocol.grants import parse_api_scope
+from ..protocol.tokens import Participant
 from .errors import PERMISSION_DENIED, RoomError
 
 FILE_ACTIONS = ("list", "read", "write", "delete", "presign")
@@ -55,6 +56,6 @@ def owner_scope() -> dict[str, Any]:
 def project_owner(room: str, project_id: str) -> Participant:
     """The participant an API-key request acts as: every storage action in every room."""
     return Participant(
-        name="api-key", room=room, role="user", api=ApiGrant({"storage": owner_scope()}),
+        name="api-key", room=room, role="user", api=parse_api_scope({"storage": owner_scope()}),
         project_id=project_id, claims={},
     )

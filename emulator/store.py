@@ -12,6 +12,8 @@ from pathlib import Path
 
 import aiosqlite
 
+from .datadir import private_database
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY,
@@ -72,8 +74,7 @@ class Store:
         if data_dir is None:
             target = ":memory:"
         else:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            target = str(data_dir / "localmesh.db")
+            target = str(private_database(data_dir))  # 0700 folder, 0600 file: it holds the key
         db = await aiosqlite.connect(target, isolation_level=None)
         if data_dir is not None:
             await db.execute("PRAGMA journal_mode=WAL")

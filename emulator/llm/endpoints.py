@@ -21,6 +21,7 @@ from localmesh.scripted_llm.providers import ANTHROPIC_MESSAGES, CHAT_COMPLETION
 from localmesh.scripted_llm.responses import HttpReply
 from localmesh.scripted_llm.transport import answer_http
 
+from .bodies import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, parse_request, read_body
 from .hub import LLMHub
 
 # The room a request speaks for, from its headers; raises AuthError to refuse it.
@@ -85,17 +86,19 @@ def _refuse(wire: WireFormat, status: int, message: str) -> Response:
     return _send(wire.http_error(ScriptedError(status, message, fatal=True), stream=False))
 
 
-async def _json_body(request: Request, wire: WireFormat) -> dict | Response:
+async def _json_body(request: Request, wire: WireFormat, max_bytes: int) -> dict | Response:
     try:
-        body = json.loads(await request.body())
-    except ValueError as error:
-        return _refuse(wire, 400, f"We could not parse the JSON body of your request: {error}")
-    if not isinstance(body, dict):
-        return _refuse(wire, 400, "the request body must be a JSON object")
+        body = parse_request(await read_body(request, max_bytes))
+    except BodyTooLarge as error:
+        return _refuse(wire, 413, str(error))
+    if isinstance(body, ScriptedError):
+        return _refuse(wire, body.status, body.message)
     return body
 
 
-def add_provider_routes(router: APIRouter, hub: LLMHub, room_of: RoomOf) -> None:
+def add_provider_routes(
+    router: APIRouter, hub: LLMHub, room_of: RoomOf, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> None:
     """Mount every provider endpoint, the token counters and the catch-alls on ``router``."""
 
     def play(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
@@ -104,7 +107,7 @@ def add_provider_routes(router: APIRouter, hub: LLMHub, room_of: RoomOf) -> None
                 room = await room_of(request.headers)
             except AuthError as error:
                 return _refuse(endpoint.wire, 401, str(error))
-            body = await _json_body(request, endpoint.wire)
+            body = await _json_body(request, endpoint.wire, max_body_bytes)
             if isinstance(body, Response):
                 return body
             reply = await answer_http(hub.player(room), body, wire=endpoint.wire, provider=endpoint.provider)
@@ -120,7 +123,7 @@ def add_provider_routes(router: APIRouter, hub: LLMHub, room_of: RoomOf) -> None
             await room_of(request.headers)
         except AuthError as error:
             return _refuse(ANTHROPIC_MESSAGES, 401, str(error))
-        body = await _json_body(request, ANTHROPIC_MESSAGES)
+        body = await _json_body(request, ANTHROPIC_MESSAGES, max_body_bytes)
         if isinstance(body, Response):
             return body
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from localmesh.scripted_llm.player import ScriptPlayer, Sleep
+from localmesh.scripted_llm.player import MemoryBounds, ScriptPlayer, Sleep
 from localmesh.scripted_llm.script import Script, load_demo_script
 from localmesh.scripted_llm.transcript import TranscriptEntry
 
@@ -23,12 +23,14 @@ class LLMHub:
         *,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], int] | None = None,
+        bounds: MemoryBounds | None = None,
     ) -> None:
         self._default = default_script if default_script is not None else load_demo_script()
         self._scripts: dict[str, Script] = {}
         self._players: dict[str, ScriptPlayer] = {}
         self.sleep = sleep
         self._clock = clock
+        self.bounds = bounds or MemoryBounds()
 
     @property
     def default_script(self) -> Script:
@@ -55,7 +57,8 @@ class LLMHub:
         """The room's player, created on first use."""
         player = self._players.get(room)
         if player is None:
-            player = ScriptPlayer(self.script(room), room=room, sleep=self.sleep, clock=self._clock)
+            player = ScriptPlayer(
+                self.script(room), room=room, sleep=self.sleep, clock=self._clock, bounds=self.bounds)
             self._players[room] = player
         return player
 

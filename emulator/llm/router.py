@@ -15,6 +15,7 @@ from localmesh.scripted_llm.errors import AuthError, ScriptedError, ScriptError
 from localmesh.scripted_llm.player import Reply
 from localmesh.scripted_llm.script import loads_script
 
+from .bodies import DEFAULT_MAX_BODY_BYTES, parse_request
 from .endpoints import add_provider_routes
 from .hub import LLMHub
 
@@ -41,7 +42,9 @@ def credential(headers: Mapping[str, str]) -> str | None:
     return f"Bearer {api_key}" if api_key else authorization
 
 
-def create_llm_router(hub: LLMHub, authenticate: Authenticate) -> APIRouter:
+def create_llm_router(
+    hub: LLMHub, authenticate: Authenticate, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> APIRouter:
     """Serve ``hub`` under ``/openai/v1``, ``/anthropic`` and ``/grok/v1`` (see
     ``endpoints.py``), and the admin API under ``/_localmesh/llm/...``.
 
@@ -56,7 +59,7 @@ def create_llm_router(hub: LLMHub, authenticate: Authenticate) -> APIRouter:
         room = await authenticate(credential(headers))
         return room if room is not None else headers.get(ROOM_HEADER) or DEFAULT_ROOM
 
-    add_provider_routes(router, hub, room_of)
+    add_provider_routes(router, hub, room_of, max_body_bytes=max_body_bytes)
 
     async def admin_denied(request: Request) -> JSONResponse | None:
         try:
@@ -137,12 +140,11 @@ def _create_request(text: str | None) -> dict[str, Any] | ScriptedError:
     """The body of a ``response.create`` frame, or the error to send back."""
     if text is None:
         return ScriptedError(400, "localmesh: send response.create as a TEXT frame", fatal=True)
-    try:
-        payload = json.loads(text)
-    except ValueError as error:
-        return ScriptedError(400, f"localmesh: the frame is not JSON: {error}", fatal=True)
-    if not isinstance(payload, dict) or payload.get("type") != "response.create":
-        kind = payload.get("type") if isinstance(payload, dict) else None
+    payload = parse_request(text, "localmesh: the frame is not JSON")
+    if isinstance(payload, ScriptedError):
+        return payload
+    if payload.get("type") != "response.create":
+        kind = payload.get("type")
         return ScriptedError(
             400,
             f"localmesh: unsupported event type {kind!r}, expected 'response.create'",

@@ -8,14 +8,22 @@ from typing import Any
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
 from localmesh.emulator.queues import Queues
-from localmesh.protocol.tokens import QueuesGrant
-from localmesh.protocol.wire import Content, empty_content, json_content, text_content
+from localmesh.protocol.grants import QueuesGrant
+from localmesh.protocol.wire import (
+    Content,
+    empty_content,
+    is_valid_unicode,
+    json_content,
+    text_content,
+)
 
 
 def _queue_name(args: dict[str, Any]) -> str:
     name = args.get("name")
     if not isinstance(name, str) or not name:
         raise RoomError(INVALID_REQUEST, "queue name must be a non-empty string")
+    if not is_valid_unicode(name):
+        raise RoomError(INVALID_REQUEST, f"queue name {name!r} is not valid Unicode (a lone surrogate)")
     return name
 
 
@@ -82,9 +90,10 @@ class QueuesToolkit:
         name = _queue_name(args)
         if not _grant(call).can_receive(name):
             raise _deny(call, f"receive on queue {name!r}")
-        taken = await self._queues.take(
-            call.room, name, create=_flag(args, "create", True), wait=_flag(args, "wait", True)
-        )
+        wait = _flag(args, "wait", True)
+        if wait:
+            call.detach()  # a long-poll mostly waits: it must not hold the connection's slots
+        taken = await self._queues.take(call.room, name, create=_flag(args, "create", True), wait=wait)
         if taken is None:
             return empty_content()
         message = json.loads(taken[1])

@@ -29,7 +29,7 @@ class DeveloperToolkit:
         args = call.json_arguments()
         kind = str(args.get("type", "log"))
         data = args.get("data") if isinstance(args.get("data"), dict) else {}
-        logger.info("developer.log room=%s from=%s %s %s", call.room, call.participant.name, kind, data)
+        logger.info("developer.log room=%s from=%s %s %.500s", call.room, call.participant.name, kind, data)
         self._sink(call.room, call.participant.name, kind, data)
         return empty_content()
 

@@ -16,6 +16,7 @@ from localmesh.protocol.wire import (
     control_close,
     empty_content,
     guess_mime_type,
+    is_valid_unicode,
     json_content,
 )
 
@@ -54,8 +55,10 @@ async def _fail_stream(call: Call, error: RoomError) -> None:
 class StorageToolkit:
     name = "storage"
 
-    def __init__(self, storage: Storage, broadcast: Broadcast, download_url: DownloadUrl) -> None:
+    def __init__(self, storage: Storage, broadcast: Broadcast, download_url: DownloadUrl,
+                 *, max_upload_bytes: int | None = None) -> None:
         self._storage = storage
+        self._max_upload = max_upload_bytes
         self._broadcast = broadcast
         self._download_url = download_url
 
@@ -127,9 +130,12 @@ class StorageToolkit:
             size = start.get("size")
             if size is not None and (not isinstance(size, int) or size < 0):
                 raise RoomError(INVALID_REQUEST, f"upload size must be a whole number, not {size!r}")
+            self._check_upload_size(size or 0)
             _check(call, "write", path)
             await self._storage.check_writable(call.room, path, overwrite)
             mime_type = start.get("mime_type") or guess_mime_type(basename(path))
+            if not isinstance(mime_type, str) or not is_valid_unicode(mime_type):
+                raise RoomError(INVALID_REQUEST, f"mime_type must be a text string, not {mime_type!r}")
             await call.open_stream()
             data = await self._pull(call, size)
             await self._storage.write(call.room, path, data, mime_type, overwrite=overwrite)
@@ -141,6 +147,14 @@ class StorageToolkit:
             "path": path, "participant_id": call.peer.participant_id,
         })
         return None
+
+    def _check_upload_size(self, size: int) -> None:
+        if self._max_upload is not None and size > self._max_upload:
+            raise RoomError(
+                INVALID_REQUEST,
+                f"upload of {size} bytes or more is over the {self._max_upload}-byte limit"
+                " (max_upload_bytes)",
+            )
 
     async def _pull(self, call: Call, size: int | None) -> bytes:
         data = bytearray()
@@ -156,6 +170,7 @@ class StorageToolkit:
                     )
                 break
             _binary_headers(chunk, "data")
+            self._check_upload_size(len(data) + len(chunk.payload))  # before keeping the chunk
             data += chunk.payload
             if size is not None and len(data) > size:
                 raise RoomError(

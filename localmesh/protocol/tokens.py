@@ -11,11 +11,13 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+
+from .grants import AGENT_DEFAULT_SECTIONS, ApiScope, GrantError, parse_api_scope
 
 # The MeshAgent SDK version localmesh speaks for (tokens carry it; the CLI asks for it).
 SDK_VERSION = "0.56.0"
@@ -85,117 +87,13 @@ class ApiKey:
 # ---------------------------------------------------------------- grants
 
 
-READ_ACTIONS = frozenset({"list", "read"})
-WRITE_ACTIONS = frozenset({"list", "read", "write", "delete"})
-
-
-def _descends(parent: str, path: str) -> bool:
-    return not parent or path.startswith(parent + "/")
-
-
-@dataclass(frozen=True)
-class PathRule:
-    """A storage rule: actions allowed at ``path`` (and below it, when recursive)."""
-
-    path: str
-    actions: frozenset[str]
-    recursive: bool = True
-    excluded: tuple[str, ...] = ()
-
-    def allows(self, action: str, path: str, subtree: bool = False) -> bool:
-        if action not in self.actions or (subtree and not self.recursive):
-            return False
-        if path != self.path and not (self.recursive and _descends(self.path, path)):
-            return False
-        return not any(
-            path == excluded or _descends(excluded, path) or (subtree and _descends(path, excluded))
-            for excluded in self.excluded
-        )
-
-
-@dataclass(frozen=True)
-class StorageGrant:
-    rules: tuple[PathRule, ...]
-    # A `files` policy lists "presign" itself; legacy `paths` rules have no such action.
-    names_presign: bool = False
-
-    @classmethod
-    def from_scope(cls, scope: dict[str, Any]) -> StorageGrant:
-        files = scope.get("files")
-        if isinstance(files, dict):
-            return cls(tuple(
-                PathRule(
-                    path=str(rule.get("path", "")).strip("/"),
-                    actions=frozenset(rule.get("actions") or ()),
-                    recursive=bool(rule.get("recursive", True)),
-                    excluded=tuple(str(p).strip("/") for p in rule.get("excluded_paths") or ()),
-                )
-                for rule in files.get("paths") or ()
-            ), names_presign=True)
-        paths = scope.get("paths")
-        if paths is None:
-            return cls((PathRule("", WRITE_ACTIONS),))
-        # Legacy rules: an earlier rule wins, so each rule excludes the ones before it.
-        rules: list[PathRule] = []
-        for rule in paths:
-            path = str(rule.get("path", "")).strip("/")
-            actions = READ_ACTIONS if rule.get("read_only") else WRITE_ACTIONS
-            rules.append(PathRule(path, actions, excluded=tuple(r.path for r in rules)))
-        return cls(tuple(rules))
-
-    def allows(self, action: str, path: str, subtree: bool = False) -> bool:
-        return any(rule.allows(action, path, subtree) for rule in self.rules)
-
-
-@dataclass(frozen=True)
-class QueuesGrant:
-    send: tuple[str, ...] | None = None
-    receive: tuple[str, ...] | None = None
-    list: bool = True
-
-    @classmethod
-    def from_scope(cls, scope: dict[str, Any]) -> QueuesGrant:
-        send, receive = scope.get("send"), scope.get("receive")
-        return cls(
-            send=None if send is None else tuple(send),
-            receive=None if receive is None else tuple(receive),
-            list=bool(scope.get("list", True)),
-        )
-
-    def can_send(self, queue: str) -> bool:
-        return self.send is None or queue in self.send
-
-    def can_receive(self, queue: str) -> bool:
-        return self.receive is None or queue in self.receive
-
-
-@dataclass(frozen=True)
-class ApiGrant:
-    """The ``api`` grant: which room APIs a participant may call. A missing section = none."""
-
-    sections: dict[str, Any] = field(default_factory=dict)
-
-    def has(self, section: str) -> bool:
-        return isinstance(self.sections.get(section), dict)
-
-    @property
-    def queues(self) -> QueuesGrant | None:
-        return QueuesGrant.from_scope(self.sections["queues"]) if self.has("queues") else None
-
-    @property
-    def storage(self) -> StorageGrant | None:
-        return StorageGrant.from_scope(self.sections["storage"]) if self.has("storage") else None
-
-
-FULL_API_SECTIONS = (
-    "livekit", "queues", "messaging", "dataset", "sqlite", "memory", "sync",
-    "storage", "containers", "developer", "agents", "llm", "services",
-)
-
-
 def full_api_scope() -> dict[str, Any]:
     """What ``ApiScope.agent_default()`` grants: every section with its defaults."""
-    return {section: {} for section in FULL_API_SECTIONS}
+    return {section: {} for section in AGENT_DEFAULT_SECTIONS}
+
+
+# The grant names the SDK mints (ParticipantToken.add_*_grant); localmesh refuses others.
+KNOWN_GRANTS = ("room", "role", "api", "agent", "site", "tunnel_ports")
 
 
 # ---------------------------------------------------------------- participant tokens
@@ -208,7 +106,7 @@ class Participant:
     name: str
     room: str
     role: str
-    api: ApiGrant
+    api: ApiScope
     project_id: str | None
     claims: dict[str, Any]
 
@@ -294,26 +192,60 @@ class TokenVerifier:
     def participant(self, token: str, *, room: str) -> Participant:
         """Verify ``token`` for joining ``room``."""
         claims = self.verify(token)
-        grants = claims.get("grants")
-        if not isinstance(grants, list):
-            raise AuthError("token has no grants")
-        by_name = {g.get("name"): g.get("scope") for g in grants if isinstance(g, dict)}
-        token_room = by_name.get("room")
+        granted = parse_grants(claims)
+        token_room = granted.get("room")
         if token_room is None:
             raise AuthError("token has no room grant")
         if token_room != room:
             raise AuthError(f"token is for room {token_room!r}, not {room!r}")
-        api = by_name.get("api")
-        if not isinstance(api, dict):
+        api = granted.get("api")
+        if api is None:
             raise AuthError("token has no api grant, so it may not call the room API")
-        name = claims.get("name")
-        if not isinstance(name, str) or not name:
-            raise AuthError("token has no participant name")
         return Participant(
-            name=name,
+            name=claims["name"],
             room=room,
-            role=str(by_name.get("role") or "user"),
-            api=ApiGrant(api),
+            role=granted.get("role") or "user",
+            api=api,
             project_id=claims.get("sub"),
             claims=claims,
         )
+
+
+def parse_grants(claims: dict[str, Any]) -> dict[str, Any]:
+    """The grants of verified claims, by name, parsed as the SDK's ``ParticipantToken``
+    parses them (``from_json``), refusing with ``AuthError`` what it would refuse and the
+    few things localmesh refuses on top (docs/hardening.md): a grant name that is not a
+    string or not one the SDK mints, a grant given twice, a room or role of the wrong type.
+    """
+    name = claims.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise AuthError("token has no participant name (the 'name' claim must be a non-empty string)")
+    grants = claims.get("grants")
+    if not isinstance(grants, list):
+        raise AuthError("token has no grants (the 'grants' claim must be a list)")
+    found: dict[str, Any] = {}
+    for index, grant in enumerate(grants):
+        where = f"grants[{index}]"
+        if not isinstance(grant, dict) or "name" not in grant or "scope" not in grant:
+            raise AuthError(f"{where} must be an object with 'name' and 'scope'")
+        kind, scope = grant["name"], grant["scope"]
+        if not isinstance(kind, str):
+            raise AuthError(f"{where}: a grant name must be a string, not {type(kind).__name__}")
+        if kind not in KNOWN_GRANTS:
+            raise AuthError(f"{where}: unknown grant {kind!r} (the SDK mints {', '.join(KNOWN_GRANTS)})")
+        if kind in found:
+            raise AuthError(f"{where}: the {kind!r} grant is given more than once")
+        if kind == "api":
+            try:
+                found[kind] = parse_api_scope(scope)
+            except GrantError as error:
+                raise AuthError(f"the api grant is not valid: {error}") from None
+            continue
+        if not isinstance(scope, str):
+            raise AuthError(f"{where}: the {kind!r} grant's scope must be a string, not {scope!r}"[:200])
+        if kind == "room" and not scope:
+            raise AuthError(f"{where}: the room grant names no room")
+        if kind == "role" and scope not in ROLES:
+            raise AuthError(f"{where}: role must be one of {', '.join(ROLES)}, not {scope!r}")
+        found[kind] = scope
+    return found

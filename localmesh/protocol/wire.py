@@ -30,15 +30,42 @@ class WireError(ValueError):
     """Bytes that do not follow the wire format. The message says what was wrong."""
 
 
-class MessageTooLarge(WireError):
-    """A message over the receiver's size limit."""
-
-
 @dataclass(frozen=True, slots=True)
 class Message:
     id: int
     type: str
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message the assembler refused to keep (over a limit). Its remaining packets are
+    skipped without being stored; ``reason`` is meant for an error reply to ``id``."""
+
+    id: int
+    type: str
+    reason: str
+
+
+class InboundBudget:
+    """Bytes of unfinished messages all connections may hold at once.
+
+    One budget is shared by every assembler of a server, so many connections that each
+    start a large message and stall cannot add up past it.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+
+    def reserve(self, size: int) -> bool:
+        if self.used + size > self.max_bytes:
+            return False
+        self.used += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.used = max(0, self.used - size)
 
 
 # ---------------------------------------------------------------- packet framing
@@ -66,25 +93,53 @@ class PacketAssembler:
     Unlike the SDK's receiver, which silently drops a bad message, ``feed`` raises
     ``WireError`` naming what was wrong, so a server can answer the peer with a reason.
     The assembler is ready for the next header packet after an error.
+
+    Limits are checked on what arrives, before it is kept: the size a header announces
+    (packets x 1024), each data packet (``max_packet_bytes``), the running size of the
+    message, and the shared ``budget``. A message over one is returned as ``Rejected``
+    at once, and its remaining packets are read and dropped, so the connection can go on.
     """
 
-    def __init__(self, max_message_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        max_message_bytes: int | None = None,
+        *,
+        max_packet_bytes: int | None = None,
+        budget: InboundBudget | None = None,
+    ) -> None:
         self._max = max_message_bytes
+        self._max_packet = max_packet_bytes
+        self._budget = budget
+        self._reserved = 0
         self._reset()
 
     def _reset(self) -> None:
+        if self._budget is not None and self._reserved:
+            self._budget.release(self._reserved)
+        self._reserved = 0
         self._id = -1
         self._type = ""
         self._expected = 0
         self._next_index = 0
+        self._size = 0
+        self._skipping = False  # a rejected message: read its packets, keep nothing
         self._parts: list[bytes] = []
 
     @property
     def in_message(self) -> bool:
         return self._next_index > 0
 
-    def feed(self, frame: bytes) -> Message | None:
-        """Take one frame; return the message it completes, if any."""
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of the unfinished message held right now."""
+        return self._size
+
+    def close(self) -> None:
+        """Give back what an unfinished message holds (the connection is gone)."""
+        self._reset()
+
+    def feed(self, frame: bytes) -> Message | Rejected | None:
+        """Take one frame; return the message it completes or the rejection it causes."""
         if len(frame) < DATA_PREFIX:
             self._reset()
             raise WireError(f"frame of {len(frame)} bytes is shorter than a packet prefix")
@@ -98,13 +153,59 @@ class PacketAssembler:
             )
             self._reset()
             raise WireError(f"got packet {index} of message {message_id}, expected {expected}")
+        last = index == self._expected
+        if self._skipping:
+            self._next_index += 1
+            if last:
+                self._reset()
+            return None
+        rejection = self._take(len(frame) - DATA_PREFIX)
+        if rejection is not None:
+            self._skip()
+            if last:
+                self._reset()
+            return rejection
         self._parts.append(frame[DATA_PREFIX:])
-        if index == self._expected:
+        if last:
             return self._finish()
         self._next_index += 1
         return None
 
-    def _start(self, message_id: int, frame: bytes) -> Message | None:
+    def _take(self, size: int) -> Rejected | None:
+        """Account for a data packet of ``size`` bytes before keeping it."""
+        if self._max_packet is not None and size > self._max_packet:
+            return self._rejected(
+                f"a packet of {size} bytes exceeds the limit of {self._max_packet} bytes per packet"
+            )
+        if self._max is not None and self._size + size > self._max:
+            return self._rejected(
+                f"message of more than {self._size + size} bytes exceeds the limit of"
+                f" {self._max} bytes"
+            )
+        if self._budget is not None:
+            if not self._budget.reserve(size):
+                return self._rejected(
+                    "the room server holds too many unfinished messages right now"
+                    f" ({self._budget.max_bytes} bytes in all); send it again later"
+                )
+            self._reserved += size
+        self._size += size
+        return None
+
+    def _rejected(self, reason: str) -> Rejected:
+        return Rejected(self._id, self._type, reason)
+
+    def _skip(self) -> None:
+        """Drop what the current message holds; read and ignore the rest of its packets."""
+        if self._budget is not None and self._reserved:
+            self._budget.release(self._reserved)
+        self._reserved = 0
+        self._parts = []
+        self._size = 0
+        self._skipping = True
+        self._next_index += 1
+
+    def _start(self, message_id: int, frame: bytes) -> Message | Rejected | None:
         interrupted = self.in_message
         self._reset()
         if interrupted:
@@ -112,10 +213,6 @@ class PacketAssembler:
         if len(frame) < HEADER_PREFIX:
             raise WireError(f"header packet of {len(frame)} bytes has no packet count")
         count = int.from_bytes(frame[DATA_PREFIX:HEADER_PREFIX], "big")
-        if self._max is not None and count * PACKET_DATA_SIZE > self._max + PACKET_DATA_SIZE:
-            raise MessageTooLarge(
-                f"message of {count} packets exceeds the limit of {self._max} bytes"
-            )
         try:
             self._type = frame[HEADER_PREFIX:].decode()
         except UnicodeDecodeError as error:
@@ -125,15 +222,19 @@ class PacketAssembler:
         if count == 0:
             return self._finish()
         self._next_index = 1
+        # Each packet carries up to 1024 bytes: a header announcing more than the limit
+        # allows is refused before any of its data arrives.
+        if self._max is not None and (count - 1) * PACKET_DATA_SIZE >= self._max:
+            rejection = self._rejected(
+                f"message of {count} packets exceeds the limit of {self._max} bytes"
+            )
+            self._skipping = True
+            return rejection
         return None
 
     def _finish(self) -> Message:
         message = Message(self._id, self._type, b"".join(self._parts))
         self._reset()
-        if self._max is not None and len(message.data) > self._max:
-            raise MessageTooLarge(
-                f"message of {len(message.data)} bytes exceeds the limit of {self._max} bytes"
-            )
         return message
 
 
@@ -141,8 +242,62 @@ class PacketAssembler:
 
 
 def pack(header: dict[str, Any], payload: bytes = b"") -> bytes:
-    body = json.dumps(header, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    # ASCII-escaped, as the SDK writes it: a lone surrogate a client sent in a string
+    # (legal JSON: "\\ud800") goes back out as the same escape, never as invalid UTF-8.
+    body = json.dumps(header, separators=(",", ":"), default=str).encode("ascii")
     return len(body).to_bytes(ENVELOPE_LENGTH, "big") + body + payload
+
+
+def is_valid_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate ("\\ud800" is legal JSON, not Unicode):
+    such a string cannot be a name or a path, since it has no UTF-8 form."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# Deeper JSON than this is refused: Python code that walks a value (repr, deepcopy, logging)
+# recurses once or twice per level and would fail with a RecursionError long before the
+# parser does. Real messages nest a few levels.
+MAX_JSON_DEPTH = 256
+
+
+def loads_json(text: bytes | str, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON from a peer; anything the parser cannot take is a ``WireError``.
+
+    Besides malformed text this covers nesting deeper than ``max_depth`` and integers past
+    Python's digit limit (ValueError), which would otherwise escape as tracebacks.
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise WireError(f"{what} is nested more than {max_depth} levels deep") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, the int digit limit
+        raise WireError(f"{what} is not valid JSON: {error}") from None
+    opening = (b"[", b"{") if isinstance(text, bytes) else ("[", "{")
+    # Counting brackets is cheap; only a value with many of them needs walking.
+    if text.count(opening[0]) + text.count(opening[1]) > max_depth and too_deep(value, max_depth):
+        raise WireError(f"{what} is nested more than {max_depth} levels deep")
+    return value
+
+
+def too_deep(value: Any, max_depth: int) -> bool:
+    """Whether a parsed JSON value nests more than ``max_depth`` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def unpack(data: bytes) -> tuple[dict[str, Any], bytes]:
@@ -153,10 +308,7 @@ def unpack(data: bytes) -> tuple[dict[str, Any], bytes]:
     end = ENVELOPE_LENGTH + length
     if end > len(data):
         raise WireError(f"envelope header length {length} runs past the {len(data)}-byte message")
-    try:
-        header = json.loads(data[ENVELOPE_LENGTH:end])
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise WireError(f"envelope header is not valid JSON: {error}") from None
+    header = loads_json(data[ENVELOPE_LENGTH:end], "envelope header")
     if not isinstance(header, dict):
         raise WireError(f"envelope header must be a JSON object, not {type(header).__name__}")
     header.pop(_TRACE_KEY, None)

@@ -9,6 +9,7 @@ recognises a client that retries on a new socket with the full history; otherwis
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,10 +27,18 @@ def request_input(request: dict[str, Any]) -> list[Any]:
 
 
 class Conversations:
-    def __init__(self) -> None:
-        self._histories: dict[str, tuple[str, list[Any]]] = {}  # response id -> (conv, history)
+    """Bounded: at most ``max_responses`` histories of about ``max_bytes`` in all are kept,
+    the oldest forgotten first (a later ``previous_response_id`` to one then gets the
+    same "not found" error as OpenAI gives for an expired response)."""
+
+    def __init__(self, *, max_responses: int = 256, max_bytes: int = 32 * 1024 * 1024) -> None:
+        # response id -> (conversation, history, its size in JSON bytes)
+        self._histories: dict[str, tuple[str, list[Any], int]] = {}
         self._owners: dict[str, str] = {}  # output item id or call_id -> conversation
         self._count = 0
+        self._max_responses = max_responses
+        self._max_bytes = max_bytes
+        self._bytes = 0
 
     def expand(self, request: dict[str, Any]) -> tuple[list[Any], str | None]:
         """The full history, and the conversation of ``previous_response_id`` if given."""
@@ -46,7 +55,7 @@ class Conversations:
                 code="previous_response_not_found",
                 fatal=True,
             )
-        conversation, history = known
+        conversation, history, _ = known
         return [*history, *items], conversation
 
     def identify(self, history: Sequence[Any], given: str | None, previous: str | None) -> str:
@@ -66,8 +75,20 @@ class Conversations:
     def remember(
         self, conversation: str, response_id: str, history: Sequence[Any], output: list[Any]
     ) -> None:
-        self._histories[response_id] = (conversation, [*copy.deepcopy(list(history)), *output])
+        kept = [*list(history), *output]
+        size = len(json.dumps(kept, default=str))
         for item in output:
             for key in ("id", "call_id"):
                 if isinstance(item.get(key), str):
                     self._owners[item[key]] = conversation
+        while len(self._owners) > 16 * self._max_responses:
+            del self._owners[next(iter(self._owners))]
+        if size > self._max_bytes:
+            return  # too big to keep at all: it cannot be continued by previous_response_id
+        self._histories[response_id] = (conversation, copy.deepcopy(kept), size)
+        self._bytes += size
+        while self._histories and (
+            len(self._histories) > self._max_responses or self._bytes > self._max_bytes
+        ):
+            _, _, dropped = self._histories.pop(next(iter(self._histories)))
+            self._bytes -= dropped

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -70,24 +71,29 @@ class ScriptPlayer:
         room: str = "default",
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], int] | None = None,
+        bounds: MemoryBounds | None = None,
     ) -> None:
         self.script = script
         self.room = room
         self.sleep = sleep  # awaited for a rule's delay by respond() and the transports
         self._clock = clock or (lambda: 0)
         self._uses: dict[int, int] = {}
-        self._conversations = Conversations()
-        self._transcript: list[TranscriptEntry] = []
+        self.bounds = bounds or MemoryBounds()
+        self._conversations = Conversations(
+            max_responses=self.bounds.remembered_responses, max_bytes=self.bounds.remembered_bytes)
+        self._transcript: deque[tuple[TranscriptEntry, int]] = deque()
+        self._transcript_bytes = 0
         self._ids = {"resp": 0, "item": 0, "call": 0, "entry": 0}
 
     # ------------------------------------------------------------ inspection
 
     @property
     def transcript(self) -> list[TranscriptEntry]:
-        return list(self._transcript)
+        return [entry for entry, _ in self._transcript]
 
     def clear_transcript(self) -> None:
         self._transcript.clear()
+        self._transcript_bytes = 0
 
     def uses(self, rule: str | int) -> int:
         """How often a rule (by name, ``rules[i]`` label or index) has answered."""
@@ -255,6 +261,12 @@ class ScriptPlayer:
 
     def _record(self, request: dict[str, Any], reply: Reply, transport: str, asked: _Asked) -> Reply:
         self._ids["entry"] += 1
+        size = json_size(request)
+        kept: dict[str, Any] = request
+        if size > self.bounds.transcript_bytes:
+            kept = {"localmesh_not_kept": f"a request of {size} bytes (over the transcript's"
+                                          f" {self.bounds.transcript_bytes}-byte bound)"}
+            size = json_size(kept)
         entry = TranscriptEntry(
             index=self._ids["entry"],
             room=self.room,
@@ -265,11 +277,35 @@ class ScriptPlayer:
             turn=reply.turn,
             rule=reply.rule,
             transport=transport,
-            request=copy.deepcopy(request),
+            request=copy.deepcopy(kept),
             response=copy.deepcopy(reply.response),
             error=reply.error.to_dict() if reply.error is not None else None,
             dropped=reply.dropped,
             delay=reply.delay,
         )
-        self._transcript.append(entry)
+        # Bounded: the oldest entries go first (entry indexes keep counting).
+        self._transcript.append((entry, size))
+        self._transcript_bytes += size
+        while self._transcript and (
+            len(self._transcript) > self.bounds.transcript_entries
+            or self._transcript_bytes > self.bounds.transcript_bytes
+        ):
+            _, dropped = self._transcript.popleft()
+            self._transcript_bytes -= dropped
         return reply
+
+
+@dataclass(frozen=True)
+class MemoryBounds:
+    """What one room's player keeps: its transcript, and the histories that websocket
+    clients continue with ``previous_response_id`` (the oldest go first)."""
+
+    transcript_entries: int = 1000
+    transcript_bytes: int = 8 * 1024 * 1024
+    remembered_responses: int = 256
+    remembered_bytes: int = 32 * 1024 * 1024
+
+
+def json_size(value: Any) -> int:
+    """About how many bytes ``value`` takes as JSON (the measure of every bound here)."""
+    return len(json.dumps(value, default=str))

@@ -12,11 +12,10 @@ from meshagent.api.file_permissions import storage_request_path
 from meshagent.api.participant_token import StorageGrant as SdkStorageGrant
 
 from localmesh.emulator.paths import InvalidPath, normalize_path
+from localmesh.protocol.grants import QueuesGrant, StorageGrant
 from localmesh.protocol.tokens import (
     ApiKey,
     AuthError,
-    QueuesGrant,
-    StorageGrant,
     TokenVerifier,
     bearer_token,
     full_api_scope,
@@ -87,7 +86,7 @@ scopes = st.one_of(
 @settings(max_examples=400)
 @given(scopes, actions, canonical_paths, st.booleans())
 def test_storage_grant_matches_the_sdk(scope, action, path, subtree):
-    ours = StorageGrant.from_scope(scope).allows(action, path, subtree)
+    ours = StorageGrant.model_validate(scope).allows(action, path, subtree)
     sdk = SdkStorageGrant.model_validate(scope).allows(action, path, subtree=subtree)
     assert ours == sdk
 
@@ -95,7 +94,7 @@ def test_storage_grant_matches_the_sdk(scope, action, path, subtree):
 @given(st.one_of(st.none(), st.lists(st.sampled_from(["a", "b", "c"]))),
        st.sampled_from(["a", "b", "c", "d"]))
 def test_queue_grant(names, queue):
-    grant = QueuesGrant.from_scope({"send": names, "receive": names})
+    grant = QueuesGrant.model_validate({"send": names, "receive": names})
     expected = names is None or queue in names
     assert grant.can_send(queue) == grant.can_receive(queue) == expected
 

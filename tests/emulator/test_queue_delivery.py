@@ -11,7 +11,8 @@ from localmesh.emulator.calls import Call
 from localmesh.emulator.queues import Queues
 from localmesh.emulator.store import Store
 from localmesh.emulator.toolkits.queues import QueuesToolkit
-from localmesh.protocol.tokens import ApiGrant, Participant, full_api_scope
+from localmesh.protocol.grants import parse_api_scope
+from localmesh.protocol.tokens import Participant, full_api_scope
 from localmesh.protocol.wire import Content, json_content
 
 
@@ -20,7 +21,7 @@ class GonePeer:
 
     participant_id = "p1"
     participant = Participant(
-        name="gone", room="r", role="agent", api=ApiGrant(full_api_scope()), project_id=None,
+        name="gone", room="r", role="agent", api=parse_api_scope(full_api_scope()), project_id=None,
         claims={},
     )
 

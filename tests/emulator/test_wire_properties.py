@@ -21,8 +21,10 @@ from localmesh.protocol.wire import (
     HEADER_PREFIX,
     PACKET_DATA_SIZE,
     Content,
+    InboundBudget,
     Message,
     PacketAssembler,
+    Rejected,
     WireError,
     as_content,
     content_from_header,
@@ -162,28 +164,81 @@ def test_assembler_errors_are_wire_errors_only(garbage):
         except WireError as error:
             assert str(error)  # always says what was wrong
         else:
-            assert result is None or isinstance(result, Message)
+            assert result is None or isinstance(result, Message | Rejected)
 
 
 @given(st.integers(0, 8 * PACKET_DATA_SIZE), st.integers(1, 6 * PACKET_DATA_SIZE))
 def test_size_limit(size, limit):
     assembler = PacketAssembler(max_message_bytes=limit)
     frames = encode_message(7, "t", bytes(size))
+    results = [r for r in _feed_all(assembler, frames) if r is not None]
     if size <= limit:
-        assert _feed_all(assembler, frames)[-1] == Message(7, "t", bytes(size))
+        assert results == [Message(7, "t", bytes(size))]
     else:
-        with pytest.raises(WireError, match="exceeds the limit"):
-            _feed_all(assembler, frames)
-    assert not assembler.in_message
+        # refused once, named by id, and the rest of its packets are skipped quietly
+        assert len(results) == 1 and isinstance(results[0], Rejected)
+        assert results[0].id == 7 and "exceeds the limit" in results[0].reason
+    assert not assembler.in_message and assembler.buffered_bytes == 0
     assert _feed_all(assembler, encode_message(8, "ok", b"x"))[-1] == Message(8, "ok", b"x")
+
+
+def _header(message_id: int, count: int, type: str = "t") -> bytes:
+    return message_id.to_bytes(8, "big") + (0).to_bytes(4, "big") + count.to_bytes(4, "big") + type.encode()
+
+
+def _data(message_id: int, index: int, payload: bytes) -> bytes:
+    return message_id.to_bytes(8, "big") + index.to_bytes(4, "big") + payload
 
 
 def test_header_announcing_too_many_packets_is_refused_before_the_data():
     assembler = PacketAssembler(max_message_bytes=4096)
-    header = (1).to_bytes(8, "big") + (0).to_bytes(4, "big") + (100).to_bytes(4, "big") + b"t"
-    with pytest.raises(WireError, match="exceeds the limit"):
-        assembler.feed(header)
+    result = assembler.feed(_header(1, 100))
+    assert isinstance(result, Rejected) and "100 packets" in result.reason
+    # its data is read and dropped, never kept
+    for index in range(1, 101):
+        assert assembler.feed(_data(1, index, bytes(1024))) is None
+        assert assembler.buffered_bytes == 0
     assert not assembler.in_message
+
+
+@given(st.integers(2, 40), st.integers(1, 64))
+def test_packets_bigger_than_announced_never_grow_past_the_limit(count, packet_kib):
+    # The attack of issue 16: announce a few packets, send huge ones.
+    limit = 8 * 1024
+    assembler = PacketAssembler(max_message_bytes=limit, max_packet_bytes=64 * 1024)
+    results = [assembler.feed(_header(3, count))]
+    for index in range(1, count + 1):
+        results.append(assembler.feed(_data(3, index, bytes(packet_kib * 1024))))
+        assert assembler.buffered_bytes <= limit
+    rejected = [r for r in results if isinstance(r, Rejected)]
+    assert count * packet_kib * 1024 <= limit or len(rejected) == 1
+    assert not assembler.in_message
+
+
+def test_a_packet_over_the_packet_limit_rejects_its_message():
+    assembler = PacketAssembler(max_message_bytes=1 << 20, max_packet_bytes=2048)
+    assert assembler.feed(_header(5, 3)) is None
+    assert assembler.feed(_data(5, 1, bytes(1024))) is None
+    result = assembler.feed(_data(5, 2, bytes(4096)))
+    assert isinstance(result, Rejected) and "per packet" in result.reason
+    assert assembler.buffered_bytes == 0
+    assert assembler.feed(_data(5, 3, bytes(10))) is None
+    assert not assembler.in_message
+
+
+def test_the_shared_budget_bounds_unfinished_messages_of_all_connections():
+    budget = InboundBudget(3 * 1024)
+    first, second = PacketAssembler(budget=budget), PacketAssembler(budget=budget)
+    assert first.feed(_header(1, 4)) is None
+    assert first.feed(_data(1, 1, bytes(1024))) is None
+    assert first.feed(_data(1, 2, bytes(1024))) is None
+    assert second.feed(_header(1, 4)) is None
+    assert second.feed(_data(1, 1, bytes(1024))) is None
+    refused = second.feed(_data(1, 2, bytes(1024)))
+    assert isinstance(refused, Rejected) and "too many unfinished messages" in refused.reason
+    assert budget.used == 2 * 1024  # the refused message gave back what it held
+    first.close()  # a connection that goes away gives back its unfinished message
+    assert budget.used == 0
 
 
 @pytest.mark.parametrize("data", [

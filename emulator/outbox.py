@@ -1,0 +1,155 @@
+"""Every write to one client goes through its outbox: a bounded buffer with one writer.
+
+A client that reads slowly fills its outbox; one that stops reading makes a write stall.
+Either way the outbox gives up on it (``on_stalled``) instead of letting the server wait:
+room events are dropped into the buffer without waiting (``put_nowait``), and a call's own
+replies wait for room at most ``write_timeout`` seconds. The frames of one message are
+queued and written together, so two messages never interleave on the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+logger = logging.getLogger("localmesh.outbox")
+
+DEFAULT_OUTBOX_BYTES = 8 * 1024 * 1024
+DEFAULT_WRITE_TIMEOUT = 10.0
+
+SendFrame = Callable[[bytes], Awaitable[None]]
+
+
+class OutboxClosed(ConnectionError):
+    """The client is gone or was given up on; nothing more is written to it."""
+
+
+class Outbox:
+    def __init__(
+        self,
+        send_frame: SendFrame,
+        *,
+        max_bytes: int = DEFAULT_OUTBOX_BYTES,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+        on_stalled: Callable[[str], None],
+    ) -> None:
+        self._send_frame = send_frame
+        self.max_bytes = max_bytes
+        self.write_timeout = write_timeout
+        self._on_stalled = on_stalled
+        self._messages: deque[tuple[list[bytes], int]] = deque()
+        self.buffered = 0  # bytes queued and not yet handed to the socket
+        self._wake = asyncio.Event()  # the writer has something to write
+        self._room = asyncio.Event()  # a waiting put may have room now
+        self._room.set()
+        self.closed = False
+        self.reason = ""
+        self._writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
+
+    # ------------------------------------------------------------ putting
+
+    def _fits(self, size: int) -> bool:
+        # One message bigger than the whole buffer still goes out, alone.
+        return self.buffered == 0 or self.buffered + size <= self.max_bytes
+
+    def _enqueue(self, frames: list[bytes], size: int) -> None:
+        self._messages.append((frames, size))
+        self.buffered += size
+        if not self._fits(1):
+            self._room.clear()
+        self._wake.set()
+
+    def put_nowait(self, frames: list[bytes]) -> None:
+        """Queue a message without waiting; a full buffer means the client cannot keep up."""
+        if self.closed:
+            raise OutboxClosed(self.reason)
+        size = sum(len(frame) for frame in frames)
+        if not self._fits(size):
+            self.stall(
+                f"the client fell {self.buffered} bytes behind (outbox limit {self.max_bytes})"
+            )
+            raise OutboxClosed(self.reason)
+        self._enqueue(frames, size)
+
+    async def put(self, frames: list[bytes]) -> None:
+        """Queue a message, waiting up to ``write_timeout`` for room in the buffer."""
+        size = sum(len(frame) for frame in frames)
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                while not self.closed and not self._fits(size):
+                    self._room.clear()
+                    await self._room.wait()
+        except TimeoutError:
+            self.stall(f"the client read nothing for {self.write_timeout:g} s")
+        if self.closed:
+            raise OutboxClosed(self.reason)
+        self._enqueue(frames, size)
+
+    # ------------------------------------------------------------ writing
+
+    async def _write_loop(self) -> None:
+        try:
+            while not self.closed:
+                if not self._messages:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                frames, size = self._messages[0]
+                try:
+                    async with asyncio.timeout(self.write_timeout):
+                        for frame in frames:
+                            await self._send_frame(frame)
+                except TimeoutError:
+                    self.stall(f"a write to the client made no progress for {self.write_timeout:g} s")
+                    return
+                except Exception as error:  # the socket is gone: nothing more can be written
+                    logger.info("outbox: a write failed, the connection is gone: %r", error)
+                    self._close(f"the connection is gone ({type(error).__name__})")
+                    return
+                self._messages.popleft()
+                self.buffered -= size
+                if self._fits(1):
+                    self._room.set()
+        except asyncio.CancelledError:
+            self._close("the connection is closing")
+            raise
+
+    async def flush(self, timeout: float) -> None:
+        """Wait until everything queued so far was written (or the outbox closed)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._messages and not self.closed:
+                    self._room.clear()
+                    await self._room.wait()
+        except TimeoutError:
+            pass
+
+    # ------------------------------------------------------------ closing
+
+    def stall(self, reason: str) -> None:
+        """Give up on the client: drop what is queued and tell the session once."""
+        if self.closed:
+            return
+        self._close(reason)
+        self._on_stalled(reason)
+
+    def _close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.reason = reason
+        self._messages.clear()
+        self.buffered = 0
+        self._room.set()
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        self._close(self.reason or "the connection is closing")
+        if self._writer is not None and self._writer is not asyncio.current_task():
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
