@@ -153,8 +153,9 @@ class EmulatorState:
     def mint_token(self, *, room: str, name: str, role: str = "agent",
                    api: dict[str, Any] | None = None,
                    expires_in: timedelta | None = None) -> str:
+        # expiry counts on the server's clock, so virtual time can reach it
         return mint_token(self.api_key, room=room, name=name, role=role, api=api,
-                          expires_in=expires_in)
+                          expires_in=expires_in, now=self.settings.clock.time())
 
     def participant(self, token: str, room: str) -> Participant:
         return self.verifier.participant(token, room=room)

@@ -119,8 +119,10 @@ def mint_token(
     role: str = "agent",
     api: dict[str, Any] | None = None,
     expires_in: timedelta | None = None,
+    now: float | None = None,
 ) -> str:
-    """A participant JWT shaped like ``ParticipantToken(...).to_jwt(api_key=...)`` makes."""
+    """A participant JWT shaped like ``ParticipantToken(...).to_jwt(api_key=...)`` makes.
+    ``now`` (seconds since the epoch; default: the wall clock) is when ``expires_in`` counts from."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     payload: dict[str, Any] = {
@@ -135,7 +137,8 @@ def mint_token(
         "sub": key.project_id,
     }
     if expires_in is not None:
-        payload["exp"] = datetime.now(UTC) + expires_in
+        start = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
+        payload["exp"] = start + expires_in
     return jwt.encode(payload, key.secret, algorithm="HS256")
 
 
