@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
 from localmesh.emulator.errors import STORAGE_NOT_FOUND, RoomError
+from localmesh.emulator.fault_admin import create_fault_router
 from localmesh.emulator.files_api import create_files_router, files_base_url
 from localmesh.emulator.llm import create_llm_router
 from localmesh.emulator.paths import basename
@@ -57,6 +58,7 @@ def create_app(state: EmulatorState) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(create_files_router(state))
+    app.include_router(create_fault_router(state))
 
     @app.get("/config")
     async def config(request: Request) -> dict[str, Any]:
@@ -86,6 +88,12 @@ def create_app(state: EmulatorState) -> FastAPI:
             # 403 at upgrade: the SDK fails at once instead of retrying for ever.
             await websocket.send_denial_response(_refusal(403, reason))
             return
+        refused = state.faults.refusal(room, participant.name)
+        if refused is not None:
+            status, reason = refused
+            logger.info("room %s: refused %s on purpose: %s", room, participant.name, reason)
+            await websocket.send_denial_response(_refusal(status, reason))
+            return
         limits = state.settings.limits
         guard = state.connections
         if guard is not None:
@@ -95,6 +103,8 @@ def create_app(state: EmulatorState) -> FastAPI:
             budget=state.budget, abort=None if guard is None else guard.abort_for(websocket.scope),
             on_close=state.rooms.leave, now=state.settings.clock.time,
             client=ClientVersion.parse(websocket.query_params.get("v")),
+            frame_budget=state.faults.connection_budget(room, participant.name),
+            hang_up=None if guard is None else guard.close_for(websocket.scope),
         )
         state.rooms.join(session)
         await session.run(room_url=_room_url(state.public_url or str(websocket.base_url), room))

@@ -12,6 +12,7 @@ from localmesh.emulator.inflight import Slot, TooManyWaiting
 from localmesh.protocol.wire import Content, control_open
 
 if TYPE_CHECKING:
+    from localmesh.emulator.faults import FrameBudget
     from localmesh.protocol.tokens import Participant
 
 
@@ -21,8 +22,13 @@ class CallPeer(Protocol):
     participant_id: str
     participant: Participant
 
-    async def reply(self, message_id: int, content: Content) -> None: ...
-    async def send(self, type: str, header: dict[str, Any], payload: bytes = b"") -> None: ...
+    async def reply(
+        self, message_id: int, content: Content, *, budget: FrameBudget | None = None
+    ) -> None: ...
+    async def send(
+        self, type: str, header: dict[str, Any], payload: bytes = b"",
+        *, budget: FrameBudget | None = None,
+    ) -> None: ...
 
 
 @dataclass
@@ -41,6 +47,8 @@ class Call:
     # The call's claim on its connection's requests in flight (None outside a session).
     slot: Slot | None = None
     opened: bool = field(default=False, init=False)
+    # Set by a drop_reply fault: the connection is cut after this many frames of the reply.
+    budget: FrameBudget | None = field(default=None, init=False)
 
     @property
     def participant(self) -> Participant:
@@ -78,15 +86,20 @@ class Call:
         async with asyncio.timeout(timeout):
             return await self.inbound.get()
 
+    async def respond(self, content: Content) -> None:
+        """The call's one reply (or, for a stream, its opening)."""
+        await self.peer.reply(self.message_id, content, budget=self.budget)
+
     async def open_stream(self) -> None:
         self.opened = True
-        await self.peer.reply(self.message_id, control_open())
+        await self.respond(control_open())
 
     async def send_chunk(self, content: Content) -> None:
         await self.peer.send(
             "room.tool_call_response_chunk",
             {"tool_call_id": self.tool_call_id, "chunk": content.header},
             content.payload,
+            budget=self.budget,
         )
 
 

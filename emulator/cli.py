@@ -1,8 +1,10 @@
-"""The emulator's commands: ``localmesh serve``, ``env`` and ``token`` (mounted by ``localmesh/cli.py``)."""
+"""The emulator's commands: ``localmesh serve``, ``env``, ``token``, ``llm record`` and ``fault
+add|list|clear``, among others (mounted by ``localmesh/cli.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shlex
 import signal
@@ -13,7 +15,15 @@ from typing import Annotated
 import httpx
 import typer
 
-from localmesh.emulator.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, local_project_key
+from localmesh.emulator.config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    local_api_key,
+    local_project_key,
+)
+from localmesh.emulator.fault_admin import PREFIX as FAULTS_PATH
+from localmesh.emulator.faults import KINDS
 from localmesh.emulator.limits import Limits
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from localmesh.emulator.server import RoomServer, environment
@@ -211,3 +221,118 @@ def llm_record(
     except OSError as error:
         typer.echo(f"localmesh: {error}", err=True)
         raise typer.Exit(1) from None
+
+
+# ---------------------------------------------------------------- faults
+
+fault_app = typer.Typer(
+    help="Faults in a running emulator: add, list and clear them (the admin API, with the API key).",
+    no_args_is_help=True,
+)
+app.add_typer(fault_app, name="fault")
+
+ServerUrl = Annotated[str | None, typer.Option(
+    "--url", help="The emulator's URL (default: $MESHAGENT_API_URL, else the local serve's).")]
+ApiKeyOption = Annotated[str | None, typer.Option(
+    "--api-key", help="The project API key (default: $MESHAGENT_API_KEY, else the local one).")]
+
+
+def _admin(url: str | None, api_key: str | None, data_dir: Path) -> tuple[str, dict[str, str]]:
+    base = (url or os.environ.get("MESHAGENT_API_URL") or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}")
+    key = api_key or os.environ.get("MESHAGENT_API_KEY") or local_api_key(data_dir)
+    if key is None:
+        raise typer.BadParameter(
+            f"no emulator data in {data_dir}: give --api-key (or set MESHAGENT_API_KEY)",
+            param_hint="--api-key")
+    return f"{base.rstrip('/')}{FAULTS_PATH}", {"authorization": f"Bearer {key}"}
+
+
+def _call(method: str, url: str, headers: dict[str, str], body: dict | None = None) -> httpx.Response:
+    try:
+        response = httpx.request(method, url, headers=headers, json=body, timeout=10.0)
+    except httpx.HTTPError as error:
+        typer.echo(f"localmesh: cannot reach the emulator at {url}: {error}", err=True)
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        try:
+            reason = response.json().get("error") or response.text
+        except ValueError:
+            reason = response.text
+        typer.echo(f"localmesh: {response.status_code}: {reason}", err=True)
+        raise typer.Exit(1)
+    return response
+
+
+@fault_app.command("add")
+def fault_add(
+    kind: Annotated[str, typer.Argument(help=f"One of {', '.join(k.replace('_', '-') for k in KINDS)}.")],
+    room: Annotated[str | None, typer.Option(help="Only in this room.")] = None,
+    participant: Annotated[str | None, typer.Option(help="Only for this participant name.")] = None,
+    toolkit: Annotated[str | None, typer.Option(help="Calls of this toolkit (call kinds).")] = None,
+    tool: Annotated[str | None, typer.Option(help="Calls of this tool (call kinds).")] = None,
+    path: Annotated[str | None, typer.Option(help="Writes of paths matching this glob (fail-write).")] = None,
+    nth: Annotated[int, typer.Option(help="Fire from the nth matching event on.")] = 1,
+    times: Annotated[int | None, typer.Option(
+        help="How many times to fire (default 1; refuse with --seconds: every attempt).")] = None,
+    always: Annotated[bool, typer.Option("--always", help="Fire every time, until cleared.")] = False,
+    code: Annotated[int | None, typer.Option(help="Error code (error, fail-write).")] = None,
+    message: Annotated[str | None, typer.Option(help="Error message (error, fail-write).")] = None,
+    seconds: Annotated[float | None, typer.Option(
+        help="delay: how long; refuse: for how long from now.")] = None,
+    after_frames: Annotated[int | None, typer.Option(
+        help="drop-reply / drop-connection: frames written first.")] = None,
+    status: Annotated[int | None, typer.Option(help="refuse: HTTP status (default 503).")] = None,
+    reason: Annotated[str | None, typer.Option(help="refuse: the reason given.")] = None,
+    after_bytes: Annotated[int | None, typer.Option(help="fail-write: bytes that arrive first.")] = None,
+    url: ServerUrl = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Arm a fault in a running emulator; prints it with its id."""
+    body: dict[str, object] = {"kind": kind, "nth": nth}
+    options = {
+        "room": room, "participant": participant, "toolkit": toolkit, "tool": tool, "path": path,
+        "code": code, "message": message, "seconds": seconds, "after_frames": after_frames,
+        "status": status, "reason": reason, "after_bytes": after_bytes,
+    }
+    body.update({key: value for key, value in options.items() if value is not None})
+    if always and times is not None:
+        raise typer.BadParameter("give --times or --always, not both", param_hint="--always")
+    if always:
+        body["times"] = None
+    elif times is not None:
+        body["times"] = times
+    endpoint, headers = _admin(url, api_key, data_dir)
+    typer.echo(_call("POST", endpoint, headers, body).json()["description"])
+
+
+@fault_app.command("list")
+def fault_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the faults as JSON.")] = False,
+    url: ServerUrl = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Every fault of a running emulator, with how often each matched and fired."""
+    endpoint, headers = _admin(url, api_key, data_dir)
+    faults = _call("GET", endpoint, headers).json()["faults"]
+    if as_json:
+        typer.echo(json.dumps(faults, indent=2))
+        return
+    for fault in faults:
+        typer.echo(fault["description"])
+    if not faults:
+        typer.echo("no faults", err=True)
+
+
+@fault_app.command("clear")
+def fault_clear(
+    ident: Annotated[int | None, typer.Argument(help="Remove only this fault (default: all).")] = None,
+    url: ServerUrl = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Remove one fault, or every fault, of a running emulator."""
+    endpoint, headers = _admin(url, api_key, data_dir)
+    _call("DELETE", endpoint if ident is None else f"{endpoint}/{ident}", headers)
+    typer.echo("cleared every fault" if ident is None else f"removed fault #{ident}", err=True)

@@ -5,7 +5,8 @@
   the cap is reached the oldest such connection makes room for the newcomer, so idle
   half-open connections can never lock out ``/healthz`` or a room client.
 - A hard abort of one websocket (``abort_for(scope)``) for a client that stopped reading:
-  a close handshake would wait on that very client.
+  a close handshake would wait on that very client; and a close without a handshake
+  (``close_for(scope)``) for the faults that drop a connection.
 - A sweep for connections that are closing but cannot flush to a client that never
   reads, and ``abort_all()`` for shutdown.
 - A per-connection frame size for room sockets, checked before a frame is read.
@@ -177,6 +178,14 @@ class ConnectionGuard:
         if protocol is None:
             return None
         return protocol.transport.abort
+
+    def close_for(self, scope: dict[str, Any]) -> Callable[[], None] | None:
+        """A function that closes this websocket's TCP connection once what was written is
+        flushed, with no websocket close frame: to the peer, a lost connection (drop faults)."""
+        protocol = self._socket(scope)
+        if protocol is None:
+            return None
+        return protocol.transport.close
 
     def limit_frames(self, scope: dict[str, Any], max_bytes: int) -> None:
         """Refuse frames over ``max_bytes`` on this websocket before reading them (1009)."""

@@ -36,6 +36,7 @@ from ..protocol.tokens import AuthError, Participant, bearer_token
 from ..protocol.wire import guess_mime_type
 from .errors import (
     INVALID_REQUEST,
+    OPERATION_FAILED,
     PERMISSION_DENIED,
     STORAGE_ALREADY_EXISTS,
     STORAGE_INVALID_PATH,
@@ -57,7 +58,7 @@ MAX_PAGE = 1000
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 METHOD_ACTIONS = {"GET": "read", "HEAD": "list", "PUT": "write", "DELETE": "delete"}
 _STATUS = {
-    STORAGE_NOT_FOUND: 404, PERMISSION_DENIED: 403, STORAGE_ALREADY_EXISTS: 409,
+    OPERATION_FAILED: 500, STORAGE_NOT_FOUND: 404, PERMISSION_DENIED: 403, STORAGE_ALREADY_EXISTS: 409,
     STORAGE_INVALID_PATH: 400, STORAGE_RECURSIVE_REQUIRED: 400, INVALID_REQUEST: 400,
 }
 
@@ -227,9 +228,16 @@ class FilesApi:
         overwrite = _flag(request.query_params, "overwrite", True)
         require_storage(caller, "write", path)
         await self._storage.check_writable(room, path, overwrite)  # refuse before the bytes
+        guard = self._state.faults.write_guard(room, caller.name, path)
         data = bytearray()
+        if guard is not None:
+            guard.received(0)
         async for chunk in request.stream():
             data += chunk
+            if guard is not None:
+                guard.received(len(data))
+        if guard is not None:
+            guard.complete(len(data))
         mime_type = _upload_mime_type(request.headers.get("content-type"), path)
         await self._storage.write(room, path, bytes(data), mime_type, overwrite=overwrite)
         await self._event(room, "storage.file.updated", {"path": path}, caller)

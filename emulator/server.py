@@ -217,7 +217,8 @@ class RoomServer:
 
     @property
     def faults(self) -> Faults:
-        """Failure injection: ``server.faults.fail("queues", "receive", times=3)``."""
+        """Failure injection, aimed and counted: ``server.faults.add("error", toolkit="queues",
+        tool="receive", participant="worker", nth=2)`` returns a handle with ``.fired``."""
         return self.state.faults
 
     def participants(self, room: str) -> list[dict[str, Any]]:

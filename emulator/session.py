@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -41,6 +41,9 @@ from localmesh.protocol.wire import (
     unpack,
 )
 
+if TYPE_CHECKING:
+    from localmesh.emulator.faults import FrameBudget
+
 logger = logging.getLogger("localmesh.session")
 
 CLOSE_INVALID_DATA = 1007
@@ -59,6 +62,13 @@ ToolLookup = Callable[[str, str], Handler | None]
 Abort = Callable[[], None]  # cut the TCP connection at once, with no close handshake
 
 
+class _Cut(bytes):
+    """A place in the outbox where a drop fault cuts the connection: the frames queued before
+    it are written (the peer gets them), nothing after. ``budgets`` are the ones it spends."""
+
+    budgets: list[FrameBudget]
+
+
 class Session:
     def __init__(
         self,
@@ -73,6 +83,8 @@ class Session:
         on_close: Callable[[Session], Awaitable[None]] | None = None,
         now: Callable[[], float] = time.time,
         client: ClientVersion | None = None,
+        frame_budget: FrameBudget | None = None,
+        hang_up: Abort | None = None,
     ) -> None:
         limits = limits or Limits()
         self.websocket = websocket
@@ -92,6 +104,10 @@ class Session:
         )
         self._inflight = InFlight(limits.max_active_calls, limits.max_waiting_calls)
         self._abort = abort
+        self._frame_budget = frame_budget  # a drop_connection fault's, if one is aimed here
+        # Closes the TCP connection once what was written is flushed, with no close frame:
+        # a drop fault's cut, which the peer sees as a lost connection.
+        self._hang_up = hang_up
         self._next_id = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._streams: dict[str, Call] = {}
@@ -104,28 +120,75 @@ class Session:
     # ------------------------------------------------------------ writing
 
     async def _send_frame(self, frame: bytes) -> None:
+        if isinstance(frame, _Cut):
+            self._cut_here(frame)
+            raise ConnectionResetError("localmesh: connection cut by an injected fault")
         await self.websocket.send_bytes(frame)
 
-    async def _write(self, message_id: int, type: str, data: bytes) -> None:
-        await self._outbox.put(encode_message(message_id, type, data))
+    async def _write(
+        self, message_id: int, type: str, data: bytes, budget: FrameBudget | None = None
+    ) -> None:
+        frames, whole = self._within_budgets(encode_message(message_id, type, data), budget)
+        await self._outbox.put(frames)
+        if not whole:
+            raise ConnectionResetError("localmesh: connection cut by an injected fault")
 
-    async def send(self, type: str, header: dict[str, Any], payload: bytes = b"") -> None:
+    def _within_budgets(
+        self, frames: list[bytes], budget: FrameBudget | None = None
+    ) -> tuple[list[bytes], bool]:
+        """The frames to queue under the drop faults' budgets, and whether they are all of the
+        message. The frames are written in the order they are queued, so counting here counts
+        what the peer will get; a cut marker follows the last frame a budget allows."""
+        budgets = [b for b in (self._frame_budget, budget) if b is not None]
+        if not budgets:
+            return frames, True
+        if any(b.cut for b in budgets):
+            raise ConnectionResetError("localmesh: connection cut by an injected fault")
+        allowed = min(min(b.left for b in budgets), len(frames))
+        for b in budgets:
+            b.left -= allowed
+        spent = [b for b in budgets if b.exhausted()]
+        if not spent:
+            return frames, True
+        marker = _Cut()
+        marker.budgets = spent
+        for b in spent:
+            b.cut = True
+        return [*frames[:allowed], marker], allowed == len(frames)
+
+    def _cut_here(self, marker: _Cut) -> None:
+        for budget in marker.budgets:
+            budget.fire()
+        if self._hang_up is not None:
+            self._hang_up()
+        elif self._abort is not None:
+            self._abort()
+        else:  # no transport to reach (an ASGI test client): end the socket the only way left
+            self._spawn(self.websocket.close(1011, "localmesh: connection cut by an injected fault"))
+
+    async def send(
+        self, type: str, header: dict[str, Any], payload: bytes = b"",
+        *, budget: FrameBudget | None = None,
+    ) -> None:
         """A server-originated message (its own id counter), waiting for room to queue it."""
         self._next_id += 1
-        await self._write(self._next_id, type, pack(header, payload))
+        await self._write(self._next_id, type, pack(header, payload), budget)
 
     def notify(self, type: str, header: dict[str, Any]) -> bool:
         """A room event: queued without waiting. A client too far behind is cut off
         (the event is then not delivered). Returns whether it was queued."""
         self._next_id += 1
         try:
-            self._outbox.put_nowait(encode_message(self._next_id, type, pack(header)))
-        except OutboxClosed:
+            frames, whole = self._within_budgets(encode_message(self._next_id, type, pack(header)))
+            self._outbox.put_nowait(frames)
+        except (OutboxClosed, ConnectionResetError):
             return False
-        return True
+        return whole
 
-    async def reply(self, message_id: int, content: Content) -> None:
-        await self._write(message_id, "__response__", content.pack())
+    async def reply(
+        self, message_id: int, content: Content, *, budget: FrameBudget | None = None
+    ) -> None:
+        await self._write(message_id, "__response__", content.pack(), budget)
 
     def _stalled(self, reason: str) -> None:
         logger.warning("room %s: dropping stuck participant %s: %s", self.room, self.participant.name, reason)
@@ -332,7 +395,7 @@ class Session:
                 )
             result = await handler(call)
             if result is not None:
-                await self.reply(call.message_id, result)
+                await call.respond(result)
             return None
         except RoomError as error:
             return error_content(error.message, error.code)
@@ -351,4 +414,4 @@ class Session:
         if call.opened:
             await call.send_chunk(content)
         else:
-            await self.reply(call.message_id, content)
+            await call.respond(content)

@@ -122,7 +122,8 @@ class EmulatorState:
         toolkits = [
             QueuesToolkit(queues),
             StorageToolkit(state.storage, state.rooms.broadcast, state.download_url,
-                           max_upload_bytes=limits.max_upload_bytes),
+                           max_upload_bytes=limits.max_upload_bytes,
+                           write_guard=lambda *write: state.faults.write_guard(*write)),
             DeveloperToolkit(state.rooms.record_developer_log),
             MessagingToolkit(state.rooms.participants),
             ServicesToolkit(services.supervisor),

@@ -99,7 +99,7 @@ class QueuesToolkit:
         message = json.loads(taken[1])
         content = text_content(message) if isinstance(message, str) else json_content(message)
         try:
-            await call.peer.reply(call.message_id, content)
+            await call.respond(content)
         except BaseException:
             # The reply did not leave (the connection is gone): the receiver takes nothing.
             self._queues.put_back_soon(call.room, name, taken)

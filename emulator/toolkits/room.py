@@ -46,7 +46,7 @@ class MessagingToolkit:
         return {"enable": self.enable, "disable": self.disable}
 
     async def enable(self, call: Call) -> Content:
-        await call.peer.reply(call.message_id, empty_content())
+        await call.respond(empty_content())
         others = [p for p in self._participants_of(call.room) if p["id"] != call.peer.participant_id]
         await call.peer.send("messaging.send", {
             "from_participant_id": call.peer.participant_id,

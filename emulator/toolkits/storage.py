@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import INVALID_REQUEST, RoomError
@@ -20,12 +20,17 @@ from localmesh.protocol.wire import (
     json_content,
 )
 
+if TYPE_CHECKING:
+    from localmesh.emulator.faults import WriteGuard
+
 PULL_CHUNK_SIZE = 65536
 MAX_DOWNLOAD_CHUNK = 1024 * 1024
 CHUNK_TIMEOUT = 60.0  # a client that stops streaming mid-call frees the call after this
 
 Broadcast = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 DownloadUrl = Callable[[Call, str], str]
+# (room, participant, path) -> the guard of a fail_write fault aimed at this write, if any.
+WriteGuards = Callable[[str, str | None, str], "WriteGuard | None"]
 
 
 def _check(call: Call, action: str, path: str, subtree: bool = False) -> None:
@@ -56,11 +61,12 @@ class StorageToolkit:
     name = "storage"
 
     def __init__(self, storage: Storage, broadcast: Broadcast, download_url: DownloadUrl,
-                 *, max_upload_bytes: int | None = None) -> None:
+                 *, max_upload_bytes: int | None = None, write_guard: WriteGuards | None = None) -> None:
         self._storage = storage
         self._max_upload = max_upload_bytes
         self._broadcast = broadcast
         self._download_url = download_url
+        self._write_guard = write_guard or (lambda room, participant, path: None)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -136,8 +142,11 @@ class StorageToolkit:
             mime_type = start.get("mime_type") or guess_mime_type(basename(path))
             if not isinstance(mime_type, str) or not is_valid_unicode(mime_type):
                 raise RoomError(INVALID_REQUEST, f"mime_type must be a text string, not {mime_type!r}")
+            guard = self._write_guard(call.room, call.participant.name, path)
             await call.open_stream()
-            data = await self._pull(call, size)
+            data = await self._pull(call, size, guard)
+            if guard is not None:
+                guard.complete(len(data))
             await self._storage.write(call.room, path, data, mime_type, overwrite=overwrite)
         except RoomError as error:
             await _fail_stream(call, error)
@@ -156,9 +165,11 @@ class StorageToolkit:
                 " (max_upload_bytes)",
             )
 
-    async def _pull(self, call: Call, size: int | None) -> bytes:
+    async def _pull(self, call: Call, size: int | None, guard: WriteGuard | None = None) -> bytes:
         data = bytearray()
         while size is None or len(data) < size:
+            if guard is not None:
+                guard.received(len(data))
             wanted = PULL_CHUNK_SIZE if size is None else min(PULL_CHUNK_SIZE, size - len(data))
             await call.send_chunk(binary_content({"kind": "pull", "chunk_size": wanted}))
             chunk = await call.next_chunk(CHUNK_TIMEOUT)

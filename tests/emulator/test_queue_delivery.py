@@ -25,10 +25,10 @@ class GonePeer:
         claims={},
     )
 
-    async def reply(self, message_id: int, content: Content) -> None:
+    async def reply(self, message_id: int, content: Content, **_: Any) -> None:
         raise ConnectionError("the connection closed")
 
-    async def send(self, type: str, header: dict[str, Any], payload: bytes = b"") -> None:
+    async def send(self, type: str, header: dict[str, Any], payload: bytes = b"", **_: Any) -> None:
         raise ConnectionError("the connection closed")
 
 
