@@ -22,7 +22,7 @@ from localmesh.emulator.config import (
     local_api_key,
     local_project_key,
 )
-from localmesh.emulator.fault_admin import PREFIX as FAULTS_PATH
+from localmesh.emulator.faults import ADMIN_PATH as FAULTS_PATH
 from localmesh.emulator.faults import KINDS
 from localmesh.emulator.limits import Limits
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from localmesh.emulator.faults import ADMIN_PATH
 from localmesh.protocol.tokens import AuthError, bearer_token
 
 if TYPE_CHECKING:
     from localmesh.emulator.state import EmulatorState
 
-PREFIX = "/_localmesh/faults"
+PREFIX = ADMIN_PATH
 
 
 def _error(status: int, message: str) -> JSONResponse:

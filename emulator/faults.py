@@ -42,6 +42,7 @@ from localmesh.emulator.errors import OPERATION_FAILED, RoomError
 
 logger = logging.getLogger("localmesh.faults")
 
+ADMIN_PATH = "/_localmesh/faults"  # the admin HTTP API (fault_admin.py)
 KINDS = ("error", "delay", "drop_reply", "drop_connection", "refuse", "fail_write")
 CALL_KINDS = frozenset({"error", "delay", "drop_reply"})
 # The options each kind takes besides the common aim (room, participant, nth, times).

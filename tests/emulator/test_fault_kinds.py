@@ -1,0 +1,288 @@
+"""Each fault kind on a live emulator, with the real MeshAgent SDK as the client (our client
+where its reconnects are the point): the fault fires, is counted, and afterwards nothing is
+lost: queue histories pass the delivery checker, files hold every byte they held before."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+from meshagent.api import RoomException
+
+from localmesh.emulator.faults import FaultFired
+from localmesh.fixtures.delivery import DeliveryHistory, check_delivery
+from localmesh.worker import Backoff
+from localmesh.worker.connection import HandshakeRefused
+
+TIMEOUT = 10.0
+
+
+def message_id(message: dict) -> str:
+    return message["id"]
+
+
+async def send(history: DeliveryHistory, room, queue: str, key: str, client: str) -> bool:
+    """Send one message, recorded; False when the send failed."""
+    try:
+        await history.send(queue, key, room.queues.send(name=queue, message={"id": key}), client)
+    except RoomException:
+        return False
+    return True
+
+
+async def drain(history: DeliveryHistory, room, queue: str, client: str) -> list[str]:
+    """Receive until the queue answers empty; the keys received, in order."""
+    got = []
+    while True:
+        message = await history.receive(
+            queue, room.queues.receive(name=queue, wait=False), key=message_id, client=client)
+        if message is None:
+            return got
+        got.append(message["id"])
+
+
+def stored_bytes(server, room: str, path: str) -> bytes | None:
+    """The file's bytes as SQLite has them on disk, read past the emulator."""
+    database = Path(server.settings.data_dir) / "localmesh.db"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT data FROM files WHERE room = ? AND path = ?", (room, path)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+class Gate:
+    """The faults' injected sleep: records each delay and holds it until released."""
+
+    def __init__(self) -> None:
+        self.requested: list[float] = []
+        self.waiting = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.requested.append(seconds)
+        self.waiting.set()
+        await self.released.wait()
+
+
+# ---------------------------------------------------------------- error
+
+
+async def test_an_error_aimed_at_one_participants_nth_send(localmesh_server, meshagent_room):
+    fault = localmesh_server.faults.add(
+        "error", toolkit="queues", tool="send", participant="alice", nth=2, code=1008, message="no")
+    history = DeliveryHistory()
+    async with meshagent_room("r", name="alice") as alice, meshagent_room("r", name="bob") as bob:
+        assert [await send(history, bob, "q", f"b{i}", "bob") for i in range(3)] == [True] * 3
+        assert [await send(history, alice, "q", f"a{i}", "alice") for i in range(4)] == [
+            True, False, True, True]
+        got = await drain(history, bob, "q", "bob")
+    assert (fault.seen, fault.fired) == (2, 1)  # bob's sends never matched; spent after one
+    assert got == ["b0", "b1", "b2", "a0", "a2", "a3"]  # the refused send was not committed
+    check_delivery(history).assert_ok()
+
+
+# ---------------------------------------------------------------- delay
+
+
+async def test_a_delay_holds_one_call_on_the_faults_sleep(localmesh_server, meshagent_room):
+    gate = Gate()
+    localmesh_server.faults.sleep = gate.sleep  # the server's clock, in a test that moves it
+    fault = localmesh_server.faults.add("delay", toolkit="queues", tool="receive", seconds=30)
+    history = DeliveryHistory()
+    async with meshagent_room("r", name="alice") as room:
+        assert await send(history, room, "q", "m1", "alice")
+        held = asyncio.create_task(drain(history, room, "q", "alice"))
+        async with asyncio.timeout(TIMEOUT):
+            await gate.waiting.wait()
+        # The receive waits on the clock; the same connection still serves other calls.
+        assert await send(history, room, "q", "m2", "alice")
+        assert not held.done() and gate.requested == [30]
+        gate.released.set()
+        async with asyncio.timeout(TIMEOUT):
+            assert await held == ["m1", "m2"]
+    assert fault.fired == 1
+    check_delivery(history).assert_ok()
+
+
+# ---------------------------------------------------------------- drop_reply
+
+
+async def test_a_reply_cut_mid_message_puts_the_message_back(localmesh_server, meshagent_room):
+    # A receive's reply is 2 frames (header + data): cut after the first, the message half out.
+    fault = localmesh_server.faults.add(
+        "drop_reply", toolkit="queues", tool="receive", participant="worker", after_frames=1)
+    history = DeliveryHistory()
+    async with meshagent_room("r", name="sender") as sender:
+        for i in range(3):
+            assert await send(history, sender, "q", f"m{i}", "sender")
+    async with meshagent_room("r", name="worker") as worker:
+        with pytest.raises(RoomException, match="1006"):
+            await drain(history, worker, "q", "worker")
+    assert fault.fired == 1
+    async with meshagent_room("r", name="worker") as worker:
+        assert await drain(history, worker, "q", "worker") == ["m0", "m1", "m2"]
+    # Strict: the failed receive may not excuse a loss, because it took nothing.
+    check_delivery(history, failed_receive_may_lose=False).assert_ok()
+
+
+async def test_a_download_cut_mid_stream_leaves_the_file_whole(localmesh_server, meshagent_room):
+    data = bytes(range(256)) * 800  # 200 KiB: four 64 KiB data chunks
+    async with meshagent_room("r", name="writer") as room:
+        await room.storage.upload(path="big.bin", data=data)
+    # Frames of the reply: the stream's opening (2), its start chunk (2), each 64 KiB data chunk
+    # (1 + 64). After 79 the client has the first data chunk and part of the second.
+    fault = localmesh_server.faults.add(
+        "drop_reply", toolkit="storage", tool="download", participant="reader", after_frames=79)
+    got = bytearray()
+    async with meshagent_room("r", name="reader") as room:
+        with pytest.raises(RoomException, match="1006"):
+            async for chunk in room.storage.download_stream(path="big.bin"):
+                if chunk.headers.get("kind") == "data":
+                    got += chunk.data
+    assert len(got) == 65536 and got == data[:65536]
+    assert fault.fired == 1
+    async with meshagent_room("r", name="reader") as room:
+        assert (await room.storage.download(path="big.bin")).data == data
+    assert stored_bytes(localmesh_server, "r", "big.bin") == data
+
+
+# ---------------------------------------------------------------- drop_connection
+
+
+async def test_a_connection_cut_after_n_frames(localmesh_server, meshagent_room):
+    # The handshake is 4 frames (room_ready, connected); a send's reply 2 more.
+    fault = localmesh_server.faults.add("drop_connection", participant="alice", after_frames=6)
+    history = DeliveryHistory()
+    async with meshagent_room("r", name="alice") as alice:
+        assert await send(history, alice, "q", "m1", "alice")  # its reply is frames 5 and 6
+        assert not await send(history, alice, "q", "m2", "alice")  # the connection is gone
+    assert fault.fired == 1
+    async with meshagent_room("r", name="alice") as alice:  # the fault is spent
+        assert await send(history, alice, "q", "m3", "alice")
+        received = await drain(history, alice, "q", "alice")
+    assert received == ["m1", "m3"]
+    check_delivery(history).assert_ok()
+
+
+async def test_our_client_reconnects_after_a_cut_and_loses_nothing(localmesh_server, localmesh_room):
+    fault = localmesh_server.faults.add("drop_connection", participant="alice", nth=1, after_frames=8)
+    room = await localmesh_room("r", name="alice",
+                                reconnect_backoff=Backoff(base=0.01, cap=0.05, rng=random.Random(2)))
+    history = DeliveryHistory()
+    for i in range(5):
+        try:
+            await history.send("q", f"m{i}", room.queues.send("q", {"id": f"m{i}"}), "alice")
+        except Exception:  # noqa: BLE001 - a send in flight at the cut has an unknown outcome
+            pass
+    await room.wait_connected(reconnects=1)
+    while (message := await history.receive(
+            "q", room.queues.receive("q", wait=False), key=message_id, client="alice")) is not None:
+        assert message["id"].startswith("m")
+    assert fault.fired == 1 and room.reconnects == 1
+    check_delivery(history).assert_ok()
+
+
+# ---------------------------------------------------------------- refuse
+
+
+async def test_a_503_refusal_is_retried_by_the_sdk(localmesh_server, meshagent_room):
+    fault = localmesh_server.faults.add("refuse", participant="alice", status=503, reason="warming up")
+    history = DeliveryHistory()
+    async with meshagent_room("r", name="alice") as alice:  # refused once, then retried
+        assert await send(history, alice, "q", "m1", "alice")
+        assert await drain(history, alice, "q", "alice") == ["m1"]
+    assert (fault.seen, fault.fired) == (1, 1)
+    check_delivery(history).assert_ok()
+
+
+async def test_a_403_refusal_fails_the_sdk_at_once(localmesh_server, meshagent_room):
+    fault = localmesh_server.faults.add("refuse", participant="alice", status=403, reason="banned")
+    with pytest.raises(RoomException, match="websocket connect failed with status 403"):
+        async with meshagent_room("r", name="alice"):
+            pass
+    assert fault.fired == 1
+    async with meshagent_room("r", name="alice") as alice:  # spent: the next one gets in
+        await alice.queues.send(name="q", message={"id": "m1"})
+        assert await alice.queues.receive(name="q", wait=False) == {"id": "m1"}
+
+
+async def test_refusing_for_a_time_on_the_faults_clock(localmesh_server, localmesh_room):
+    now = [1000.0]
+    localmesh_server.faults.now = lambda: now[0]
+    refused = asyncio.Event()
+
+    def observe(fired: FaultFired) -> None:
+        if fired.fault.fired >= 3:
+            refused.set()
+
+    localmesh_server.faults.observer = observe
+    room = await localmesh_room("r", name="alice",
+                                reconnect_backoff=Backoff(base=0.01, cap=0.02, rng=random.Random(3)))
+    history = DeliveryHistory()
+    await history.send("q", "m1", room.queues.send("q", {"id": "m1"}), "alice")
+    fault = localmesh_server.faults.add("refuse", seconds=60, reason="maintenance")
+    # A new connection is refused, with the reason in the handshake's answer.
+    with pytest.raises(HandshakeRefused) as info:
+        await localmesh_room("r", name="bob", reconnect=False)
+    assert (info.value.status, "maintenance" in str(info.value)) == (503, True)
+    assert await localmesh_server.drop_connections("r") == 1
+    async with asyncio.timeout(TIMEOUT):
+        await refused.wait()  # alice keeps retrying, refused each time
+    assert not room.connected
+    now[0] += 60  # the window ends on the faults' clock
+    async with asyncio.timeout(TIMEOUT):
+        await room.wait_connected(reconnects=1)
+    await history.receive("q", room.queues.receive("q", wait=False), key=message_id, client="alice")
+    assert fault.fired >= 3 and fault.spent(now[0])
+    check_delivery(history).assert_ok()
+
+
+# ---------------------------------------------------------------- fail_write
+
+
+async def test_an_upload_failed_half_way_leaves_the_old_file(localmesh_server, meshagent_room):
+    old, new = b"the old report\n" * 10, bytes(range(256)) * 800  # the new one: 200 KiB
+    async with meshagent_room("r", name="writer") as room:
+        await room.storage.upload(path="reports/q1.txt", data=old)
+        await room.storage.upload(path="notes.txt", data=b"untouched")
+        before = sorted(e.name for e in await room.storage.list(path="reports"))
+        fault = localmesh_server.faults.add("fail_write", path="reports/*", after_bytes=100_000)
+        with pytest.raises(RoomException, match="after 131072 byte"):  # two 64 KiB pulls in
+            await room.storage.upload(path="reports/q1.txt", data=new, overwrite=True)
+        fault2 = localmesh_server.faults.add("fail_write", path="reports/q2.txt")
+        with pytest.raises(RoomException):  # a new file fails the same way: nothing is made
+            await room.storage.upload(path="reports/q2.txt", data=new)
+        assert (fault.fired, fault2.fired) == (1, 1)
+        # Nothing half-written, as the SDK sees it and as SQLite has it on disk.
+        assert (await room.storage.download(path="reports/q1.txt")).data == old
+        assert not await room.storage.exists(path="reports/q2.txt")
+        assert sorted(e.name for e in await room.storage.list(path="reports")) == before
+        assert stored_bytes(localmesh_server, "r", "reports/q1.txt") == old
+        assert stored_bytes(localmesh_server, "r", "reports/q2.txt") is None
+        assert stored_bytes(localmesh_server, "r", "notes.txt") == b"untouched"
+        # The faults are spent: the same writes now land whole.
+        await room.storage.upload(path="reports/q1.txt", data=new, overwrite=True)
+        assert (await room.storage.download(path="reports/q1.txt")).data == new
+
+
+async def test_a_files_api_put_failed_part_way_leaves_the_old_file(localmesh_server):
+    server = localmesh_server
+    url = f"{server.url}/files/{server.project_id}/rooms/r/doc.txt"
+    headers = {"authorization": f"Bearer {server.api_key}"}
+    # The API key's writes (its participant is "api-key"), from the second on.
+    fault = server.faults.add("fail_write", participant="api-key", nth=2)
+
+    async def body():
+        for _ in range(4):
+            yield b"x" * 1000
+
+    async with httpx.AsyncClient(headers=headers) as client:
+        assert (await client.put(url, content=b"version 1")).status_code == 200
+        refused = await client.put(url, content=body())
+        assert refused.status_code == 500, refused.text
+        assert "failed the write of 'doc.txt' after 4000 byte" in refused.json()["error"]
+        assert (await client.get(url)).content == b"version 1"
+    assert fault.fired == 1
