@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from localmesh.scripted_llm.player import MemoryBounds, ScriptPlayer, Sleep
+from localmesh.scripted_llm.errors import ScriptFailed
+from localmesh.scripted_llm.player import MemoryBounds, RuleFailure, ScriptPlayer, Sleep
 from localmesh.scripted_llm.script import Script, load_demo_script
 from localmesh.scripted_llm.transcript import TranscriptEntry
 
@@ -31,6 +32,8 @@ class LLMHub:
         self.sleep = sleep
         self._clock = clock
         self.bounds = bounds or MemoryBounds()
+        # Every room's check failures (expect, Python rules), kept across resets until cleared.
+        self.failures: list[RuleFailure] = []
 
     @property
     def default_script(self) -> Script:
@@ -58,7 +61,8 @@ class LLMHub:
         player = self._players.get(room)
         if player is None:
             player = ScriptPlayer(
-                self.script(room), room=room, sleep=self.sleep, clock=self._clock, bounds=self.bounds)
+                self.script(room), room=room, sleep=self.sleep, clock=self._clock, bounds=self.bounds,
+                failures=self.failures)
             self._players[room] = player
         return player
 
@@ -83,3 +87,14 @@ class LLMHub:
     def reset(self, room: str) -> None:
         """Forget the room's use counts, conversations and transcript (keeps its script)."""
         self._players.pop(room, None)
+
+    def check(self) -> None:
+        """Raise ``ScriptFailed`` if a request in any room broke a check of its script, and
+        forget those failures (raised once, they are handled)."""
+        if self.failures:
+            failures = list(self.failures)
+            self.failures.clear()
+            raise ScriptFailed(failures)
+
+    def clear_failures(self) -> None:
+        self.failures.clear()

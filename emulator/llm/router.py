@@ -126,6 +126,15 @@ def create_llm_router(
         entries = [e.to_dict() for e in hub.transcript(room, conversation)]
         return JSONResponse({"room": room, "entries": entries})
 
+    @router.get(ADMIN_PREFIX + "/failures")
+    async def get_failures(room: str, request: Request) -> Response:
+        if (denied := await admin_denied(request)) is not None:
+            return denied
+        failures = [{"rule": f.rule, "entry": f.entry, "turn": f.turn, "conversation": f.conversation,
+                     "kind": f.kind, "message": f.message, "text": str(f)}
+                    for f in hub.failures if f.room == room]
+        return JSONResponse({"room": room, "failures": failures})
+
     @router.delete(ADMIN_PREFIX + "/transcript")
     async def delete_transcript(room: str, request: Request) -> Response:
         if (denied := await admin_denied(request)) is not None:

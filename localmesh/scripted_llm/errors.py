@@ -74,6 +74,20 @@ class ScriptedDrop(ScriptedError):
         super().__init__(503, message, type="server_error")
 
 
+class ScriptFailed(AssertionError):
+    """A test's LLM requests broke its script's checks: an ``expect`` that did not hold, or a
+    Python rule that failed an assertion, raised, or returned no answer. Raised by
+    ``check()`` (the harness calls it for you); ``failures`` are the ``RuleFailure`` records."""
+
+    def __init__(self, failures: Sequence[object]) -> None:
+        self.failures = list(failures)
+        count = len(self.failures)
+        head = ("an LLM request did not meet the script's checks" if count == 1
+                else f"{count} LLM requests did not meet the script's checks")
+        body = "\n\n".join(str(failure) for failure in self.failures)
+        super().__init__(f"{head}:\n\n{body}")
+
+
 class AuthError(Exception):
     """Raised by the router's ``authenticate`` callable for a refused token; ``str`` says why."""
 

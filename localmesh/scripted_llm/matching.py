@@ -1,14 +1,15 @@
-"""What a request looks like to a script, and whether a rule's ``match`` fits it.
+"""What a request looks like to a script (``LLMRequest``), and whether a rule's ``match`` fits it.
 
 Everything is computed from the *full* input history (request mode sends it whole; in
 websocket mode the player first prepends what it remembered for ``previous_response_id``).
+``LLMRequest`` is also what Python rules receive.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .script import Match, ToolResultMatch
@@ -25,7 +26,35 @@ class ToolResult:
 
 
 @dataclass(frozen=True)
-class RequestFacts:
+class OfferedTool:
+    """A tool the request offers the model. ``namespace`` is its toolkit when the client groups
+    tools (Responses ``namespace`` tools, as the MeshAgent adapter sends them)."""
+
+    name: str
+    namespace: str | None = None
+    description: str | None = None
+    parameters: Mapping[str, Any] | None = None
+    type: str = "function"  # or a built-in tool's type (web_search, ...)
+
+    @property
+    def qualified_name(self) -> str:
+        """``namespace.name``, or ``name`` when it has no namespace."""
+        return f"{self.namespace}.{self.name}" if self.namespace else self.name
+
+    def is_called(self, name: str) -> bool:
+        """Whether ``name`` names it: its name, or ``namespace.name``."""
+        return name in (self.name, self.qualified_name)
+
+
+@dataclass(frozen=True)
+class LLMRequest:
+    """One LLM request as scripts see it: the facts ``match`` tests, and what Python rules get.
+
+    ``body`` is the request as the client sent it, in its API's shape (``api``); ``input`` is
+    the whole conversation so far as OpenAI Responses items (the engine's shape, whatever the
+    API). Treat both as read-only.
+    """
+
     model: str
     instructions: str | None
     user_text: str | None  # the latest user message, None when there is none
@@ -33,6 +62,54 @@ class RequestFacts:
     tool_results: tuple[ToolResult, ...]  # function_call_outputs after the last assistant reply
     provider: str = "openai"  # who was asked: openai, anthropic, grok
     api: str = "responses"  # the wire format: responses, chat.completions, messages
+    tools: tuple[OfferedTool, ...] = ()  # what the model is offered, namespaces flattened
+    body: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    input: tuple[Any, ...] = field(default=(), repr=False)
+    room: str = "default"
+    conversation: str | None = None
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        """The offered tools' qualified names (``storage.write_file``), in the request's order."""
+        return tuple(tool.qualified_name for tool in self.tools)
+
+    def tool(self, name: str) -> OfferedTool | None:
+        """The offered tool ``name`` names (``write_file`` or ``storage.write_file``), if any."""
+        return next((tool for tool in self.tools if tool.is_called(name)), None)
+
+    def offers(self, name: str) -> bool:
+        return self.tool(name) is not None
+
+
+def offered_tools(tools: Any) -> tuple[OfferedTool, ...]:
+    """The request's ``tools`` (Responses shapes: functions, namespaces of functions, built-in
+    tools) as a flat list."""
+    found: list[OfferedTool] = []
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, dict):
+            continue
+        kind = str(tool.get("type") or "function")
+        if kind == "namespace":
+            namespace = str(tool.get("name") or "") or None
+            for inner in tool.get("tools") or ():
+                if isinstance(inner, dict) and inner.get("name"):
+                    found.append(_offered(inner, namespace))
+        elif tool.get("name") or kind != "function":
+            found.append(_offered(tool, None))
+    return tuple(found)
+
+
+def _offered(tool: dict[str, Any], namespace: str | None) -> OfferedTool:
+    kind = str(tool.get("type") or "function")
+    parameters = tool.get("parameters")
+    description = tool.get("description")
+    return OfferedTool(
+        name=str(tool.get("name") or kind),
+        namespace=namespace,
+        description=description if isinstance(description, str) else None,
+        parameters=parameters if isinstance(parameters, dict) else None,
+        type=kind,
+    )
 
 
 def is_assistant_item(item: Any) -> bool:
@@ -75,9 +152,11 @@ def count_turn(history: Sequence[Any]) -> int:
 
 
 def request_facts(
-    request: dict[str, Any], history: Sequence[Any], *, provider: str = "openai", api: str = "responses"
-) -> RequestFacts:
-    """The facts rules can match on. ``history`` is the full input, oldest first."""
+    request: dict[str, Any], history: Sequence[Any], *, provider: str = "openai", api: str = "responses",
+    body: Mapping[str, Any] | None = None, room: str = "default", conversation: str | None = None,
+) -> LLMRequest:
+    """The facts rules can match on. ``request`` is the engine's (Responses-shaped) request,
+    ``history`` the full input, oldest first; ``body`` the request as sent (default: ``request``)."""
     user_text: str | None = None
     last_assistant = -1
     calls: dict[str, dict[str, Any]] = {}
@@ -104,7 +183,7 @@ def request_facts(
                 )
             )
     instructions = request.get("instructions")
-    return RequestFacts(
+    return LLMRequest(
         model=str(request.get("model", "")),
         instructions=instructions if isinstance(instructions, str) else None,
         user_text=user_text,
@@ -112,6 +191,11 @@ def request_facts(
         tool_results=tuple(results),
         provider=provider,
         api=api,
+        tools=offered_tools(request.get("tools")),
+        body=request if body is None else body,
+        input=tuple(history),
+        room=room,
+        conversation=conversation,
     )
 
 
@@ -138,7 +222,7 @@ def _describe_tool_result(want: ToolResultMatch) -> str:
     return " and ".join(parts)
 
 
-def mismatch(match: Match, facts: RequestFacts) -> str | None:
+def mismatch(match: Match, facts: LLMRequest) -> str | None:
     """``None`` when every condition holds, else why the first failing one failed."""
     if match.turn is not None and facts.turn != match.turn:
         return f"turn is {facts.turn}, not {match.turn}"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import textwrap
+import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -19,9 +21,11 @@ from typing import Any
 
 from . import responses
 from .conversations import Conversations, request_input
-from .errors import ScriptedDrop, ScriptedError
-from .matching import RequestFacts, count_turn, mismatch, request_facts
+from .errors import ScriptedDrop, ScriptedError, ScriptError, ScriptFailed
+from .expectations import unmet
+from .matching import LLMRequest, count_turn, mismatch, request_facts
 from .providers import RESPONSES, WireFormat
+from .python_rules import to_answer
 from .script import Answer, Rule, Script
 from .transcript import TranscriptEntry
 
@@ -43,6 +47,45 @@ class Reply:
     @property
     def dropped(self) -> bool:
         return isinstance(self.error, ScriptedDrop)
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """A request that broke a rule's check: ``kind`` is ``expect`` (an ``expect`` did not
+    hold), ``assert`` (a Python rule's assertion failed), ``raised`` or ``returned`` (a
+    Python rule raised, or returned something that is no answer). ``entry`` is the request's
+    transcript index; ``message`` says what differed."""
+
+    room: str
+    rule: str
+    entry: int
+    turn: int
+    conversation: str | None
+    kind: str
+    message: str
+
+    @property
+    def headline(self) -> str:
+        return {
+            "expect": f"the request did not meet the expectations of rule {self.rule!r}",
+            "assert": f"rule {self.rule!r} failed an assertion on the request",
+            "raised": f"rule {self.rule!r} raised an exception",
+            "returned": f"rule {self.rule!r} returned no answer it could give",
+        }[self.kind]
+
+    def __str__(self) -> str:
+        where = f"request #{self.entry} in room {self.room!r}, turn {self.turn}"
+        return f"{where}: {self.headline}:\n{textwrap.indent(self.message, '  ')}"
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What the rules decided: a rule (or the fallback) and its answer, or a failure."""
+
+    rule: Rule | None
+    answer: Answer | None
+    reasons: list[str]
+    failure: tuple[str, str] | None = None  # (kind, message)
 
 
 @dataclass(frozen=True)
@@ -72,11 +115,15 @@ class ScriptPlayer:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], int] | None = None,
         bounds: MemoryBounds | None = None,
+        failures: list[RuleFailure] | None = None,
     ) -> None:
         self.script = script
         self.room = room
         self.sleep = sleep  # awaited for a rule's delay by respond() and the transports
         self._clock = clock or (lambda: 0)
+        # Kept until checked, whatever the client did with the error reply; a hub shares one
+        # list between its rooms' players.
+        self.failures: list[RuleFailure] = failures if failures is not None else []
         self._uses: dict[int, int] = {}
         self.bounds = bounds or MemoryBounds()
         self._conversations = Conversations(
@@ -94,6 +141,15 @@ class ScriptPlayer:
     def clear_transcript(self) -> None:
         self._transcript.clear()
         self._transcript_bytes = 0
+
+    def check(self) -> None:
+        """Raise ``ScriptFailed`` (an ``AssertionError``) if a request of this room broke a
+        check of the script (an ``expect`` or a Python rule), and forget those failures: raised
+        once, they are handled. The harness does this after each test."""
+        mine = [f for f in self.failures if f.room == self.room]
+        if mine:
+            self.failures[:] = [f for f in self.failures if f.room != self.room]
+            raise ScriptFailed(mine)
 
     def uses(self, rule: str | int) -> int:
         """How often a rule (by name, ``rules[i]`` label or index) has answered."""
@@ -158,12 +214,17 @@ class ScriptPlayer:
             reply = Reply(conversation, count_turn(items), None, error=error)
             return self._record(request, reply, transport, asked)
         conv = self._conversations.identify(history, conversation, previous)
-        facts = request_facts(engine_request, history, provider=provider, api=wire.api)
-        rule, reasons = self._choose(facts)
+        facts = request_facts(engine_request, history, provider=provider, api=wire.api,
+                              body=request, room=self.room, conversation=conv)
+        decision = self._choose(facts)
+        rule = decision.rule
+        if decision.failure is not None:
+            assert rule is not None
+            return self._fail(request, facts, rule, *decision.failure, transport, asked)
         if rule is None and self.script.fallback is None:
-            error = ScriptedError(400, self._no_match_message(facts, reasons), fatal=True)
+            error = ScriptedError(400, self._no_match_message(facts, decision.reasons), fatal=True)
             return self._record(request, Reply(conv, facts.turn, None, error=error), transport, asked)
-        answer = rule.answer if rule is not None else self.script.fallback
+        answer = decision.answer if rule is not None else self.script.fallback
         assert answer is not None
         label = rule.label if rule is not None else "fallback"
         if rule is not None:
@@ -173,8 +234,8 @@ class ScriptPlayer:
             reply = replace(reply, response=wire.wire_response(reply.response, request))
         return self._record(request, reply, transport, asked)
 
-    def _choose(self, facts: RequestFacts) -> tuple[Rule | None, list[str]]:
-        reasons = []
+    def _choose(self, facts: LLMRequest) -> _Decision:
+        reasons: list[str] = []
         for rule in self.script.rules:
             name = self._describe(rule)
             used = self._uses.get(rule.index, 0)
@@ -182,17 +243,65 @@ class ScriptPlayer:
                 reasons.append(f"{name} (used up: times {rule.times})")
                 continue
             why = mismatch(rule.match, facts)
-            if why is None:
-                return rule, reasons
-            reasons.append(f"{name} ({why})")
-        return None, reasons
+            if why is not None:
+                reasons.append(f"{name} ({why})")
+                continue
+            if rule.expect is not None:
+                problems = unmet(rule.expect, facts)
+                if problems:
+                    return _Decision(rule, None, reasons, ("expect", "\n".join(problems)))
+            if rule.respond is not None:
+                answer, failure = self._call(rule, facts)
+                if failure is not None:
+                    return _Decision(rule, None, reasons, failure)
+                if answer is None:
+                    reasons.append(f"{name} (its function returned None)")
+                    continue
+                return _Decision(rule, answer, reasons)
+            if rule.answer is None:  # a rule that only checks: counted, then the next rules
+                self._uses[rule.index] = used + 1
+                reasons.append(f"{name} (checked: its expectations hold)")
+                continue
+            return _Decision(rule, rule.answer, reasons)
+        return _Decision(None, None, reasons)
+
+    def _call(self, rule: Rule, facts: LLMRequest) -> tuple[Answer | None, tuple[str, str] | None]:
+        """Run a Python rule: its answer, or the failure to keep (kind, message)."""
+        assert rule.respond is not None
+        try:
+            value = rule.respond(replace(facts, body=copy.deepcopy(dict(facts.body))))
+        except AssertionError as error:
+            return None, ("assert", str(error) or "assert failed (no message)")
+        except Exception as error:  # the test's own code: report it, never crash the endpoint
+            return None, ("raised", _exception_text(error))
+        if isinstance(value, Awaitable):
+            close = getattr(value, "close", None)
+            if close is not None:
+                close()  # a coroutine never awaited would warn
+            return None, ("returned", "returned an awaitable: Python rules are plain functions, "
+                                      "not async")
+        try:
+            return to_answer(value, f"rule {rule.label!r}"), None
+        except (TypeError, ScriptError) as error:
+            return None, ("returned", str(error))
+
+    def _fail(
+        self, request: dict[str, Any], facts: LLMRequest, rule: Rule, kind: str, message: str,
+        transport: str, asked: _Asked,
+    ) -> Reply:
+        failure = RuleFailure(self.room, rule.label, self._ids["entry"] + 1, facts.turn,
+                              facts.conversation, kind, message)
+        self.failures.append(failure)
+        error = ScriptedError(400, f"localmesh: {failure.headline}: {message}", fatal=True)
+        return self._record(request, Reply(facts.conversation, facts.turn, rule.label, error=error),
+                            transport, asked)
 
     @staticmethod
     def _describe(rule: Rule) -> str:
         index = f"rules[{rule.index}]"
         return f"{index} {rule.name!r}" if rule.name is not None else index
 
-    def _no_match_message(self, facts: RequestFacts, reasons: list[str]) -> str:
+    def _no_match_message(self, facts: LLMRequest, reasons: list[str]) -> str:
         tried = "; ".join(reasons) if reasons else "the script has no rules"
         return (
             f"localmesh: no script rule matched this request (turn {facts.turn}, "
@@ -309,3 +418,13 @@ class MemoryBounds:
 def json_size(value: Any) -> int:
     """About how many bytes ``value`` takes as JSON (the measure of every bound here)."""
     return len(json.dumps(value, default=str))
+
+
+def _exception_text(error: Exception) -> str:
+    """``ValueError: bad`` and where it was raised (the innermost frame)."""
+    text = "".join(traceback.format_exception_only(error)).strip()
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f"\n  at {last.filename}:{last.lineno} in {last.name}"
+    return text

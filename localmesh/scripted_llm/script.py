@@ -3,6 +3,7 @@
 Validation happens in two passes. A JSON schema checks the shape (keys, types, ranges) and its
 errors are rewritten into short sentences; then Python checks what a schema says badly
 (exactly one kind of answer, regular expressions, ``times`` values, duplicate names).
+Rules written in Python (functions, ``expect(...)``) are built in ``python_rules.py``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,33 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Expectation:
+    """What a request must look like (``expect``); a request that does not is a test failure.
+
+    Tool names are ``write_file`` (any namespace) or ``storage.write_file``; texts are plain
+    substrings, not regular expressions, so a failure can show the closest text found.
+    """
+
+    tools: tuple[str, ...] | None = None  # each must be offered
+    tools_exactly: tuple[str, ...] | None = None  # these and no others
+    instructions: str | None = None  # contained in the instructions
+    user: str | None = None  # contained in the latest user message
+    model: str | None = None  # the model, exactly
+
+
+@dataclass(frozen=True)
 class Rule:
+    """One rule. It answers with ``answer``, or with what ``respond`` (a Python function of the
+    ``LLMRequest``) returns; a rule with neither only checks ``expect`` and lets the request
+    go on to the next rules."""
+
     index: int
     match: Match
-    answer: Answer
+    answer: Answer | None
     times: int | None = None  # None: always
     name: str | None = None
+    expect: Expectation | None = None
+    respond: Callable[..., Any] | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -179,13 +201,26 @@ _MATCH = {
         },
     },
 }
+_NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}}
+_EXPECT = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "tools": _NAMES,
+        "tools_exactly": _NAMES,
+        "instructions": {"type": "string", "minLength": 1},
+        "user": {"type": "string", "minLength": 1},
+        "model": {"type": "string", "minLength": 1},
+    },
+}
 _RULE = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["answer"],
     "properties": {
         "name": {"type": "string", "minLength": 1},
         "match": _MATCH,
+        "expect": _EXPECT,
         "answer": _ANSWER,
         "times": {"type": ["string", "integer"]},
     },
@@ -201,6 +236,8 @@ SCRIPT_SCHEMA: dict[str, Any] = {
     },
 }
 _VALIDATOR = jsonschema.Draft202012Validator(SCRIPT_SCHEMA)
+_RULE_VALIDATOR = jsonschema.Draft202012Validator(_RULE)
+_ANSWER_VALIDATOR = jsonschema.Draft202012Validator(_ANSWER)
 
 _TYPE_WORDS = {
     "string": "a string",
@@ -257,6 +294,8 @@ def _schema_problem(error: jsonschema.ValidationError) -> tuple[str, str]:
         return place, f"missing required key {missing[0]!r}"
     if kind == "minItems":
         return place, "must not be an empty list"
+    if kind == "minProperties":
+        return place, "must not be empty"
     if kind == "minLength":
         return place, "must not be empty"
     if kind == "minimum":
@@ -375,28 +414,49 @@ class _Builder:
         self.fail(place, f"must be 'once', 'always' or a whole number >= 1, got {_describe(value)}")
         return None
 
-    def rules(self, items: list[Any]) -> tuple[Rule, ...]:
-        rules: list[Rule] = []
+    def expect(self, data: Mapping[str, Any]) -> Expectation:
+        def names(key: str) -> tuple[str, ...] | None:
+            return tuple(data[key]) if key in data else None
+
+        return Expectation(
+            tools=names("tools"),
+            tools_exactly=names("tools_exactly"),
+            instructions=data.get("instructions"),
+            user=data.get("user"),
+            model=data.get("model"),
+        )
+
+    def rule(self, data: Mapping[str, Any], index: int, *, responds: bool = False) -> Rule:
+        """One YAML-form rule (already schema-valid); ``responds``: a Python function answers."""
+        path: list[Any] = ["rules", index]
+        if responds and "answer" in data:
+            self.fail(_place(path), "give an answer or a Python function, not both")
+        if not responds and "answer" not in data and "expect" not in data:
+            self.fail(_place(path), "give an answer, or an expect (a rule that only checks)")
+        return Rule(
+            index=index,
+            name=data.get("name"),
+            match=self.match(data.get("match", {}), [*path, "match"]),
+            answer=self.answer(data["answer"], [*path, "answer"]) if "answer" in data else None,
+            times=self.times(data.get("times"), _join(path, "times")),
+            expect=self.expect(data["expect"]) if "expect" in data else None,
+        )
+
+    def check_names(self, rules: list[Rule]) -> None:
         names: dict[str, int] = {}
-        for i, data in enumerate(items):
-            path: list[Any] = ["rules", i]
-            name = data.get("name")
-            if name is not None:
-                if name in names:
-                    self.fail(
-                        _join(path, "name"),
-                        f"duplicate rule name {name!r} (also rules[{names[name]}])",
-                    )
-                names.setdefault(name, i)
-            rules.append(
-                Rule(
-                    index=i,
-                    name=name,
-                    match=self.match(data.get("match", {}), [*path, "match"]),
-                    answer=self.answer(data["answer"], [*path, "answer"]),
-                    times=self.times(data.get("times"), _join(path, "times")),
+        for rule in rules:
+            if rule.name is None:
+                continue
+            if rule.name in names:
+                self.fail(
+                    _join(["rules", rule.index], "name"),
+                    f"duplicate rule name {rule.name!r} (also rules[{names[rule.name]}])",
                 )
-            )
+            names.setdefault(rule.name, rule.index)
+
+    def rules(self, items: list[Any]) -> tuple[Rule, ...]:
+        rules = [self.rule(data, i) for i, data in enumerate(items)]
+        self.check_names(rules)
         return tuple(rules)
 
 
@@ -429,6 +489,58 @@ def parse_script(data: Any, source: str = "<script>") -> Script:
     return Script(rules=rules, fallback=fallback, source=source, description=data.get("description"))
 
 
+def _schema_errors(
+    validator: jsonschema.Validator, data: Any, prefix: list[Any]
+) -> list[tuple[str, str]]:
+    errors = sorted(validator.iter_errors(data), key=_path_key)
+    problems = []
+    for error in errors:
+        place, what = _schema_problem(error)
+        problems.append((_place([*prefix, *error.absolute_path]) if prefix else place, what))
+    return list(dict.fromkeys(problems))
+
+
+def build_rules(
+    items: list[Rule | tuple[Mapping[str, Any], Callable[..., Any] | None]], source: str
+) -> tuple[Rule, ...]:
+    """Rules in order, from built ``Rule``s (they keep all but their place) and from YAML-form
+    rules, each with the Python function that answers it (or ``None``); this is how
+    ``python_rules.compose`` makes a script. ``ScriptError`` names ``source`` and ``rules[i]``."""
+    problems: list[tuple[str, str]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, Rule):
+            problems += _schema_errors(_RULE_VALIDATOR, item[0], ["rules", i])
+    if problems:
+        raise ScriptError(source, problems)
+    builder = _Builder()
+    rules = []
+    for i, item in enumerate(items):
+        if isinstance(item, Rule):
+            rules.append(replace(item, index=i))
+            continue
+        data, respond = item
+        rule = builder.rule(data, i, responds=respond is not None)
+        rules.append(rule if respond is None else replace(rule, respond=respond))
+    builder.check_names(rules)
+    if builder.problems:
+        raise ScriptError(source, builder.problems)
+    return tuple(rules)
+
+
+def parse_answer(data: Any, source: str) -> Answer:
+    """One answer in YAML form (``{"text": ...}``, ``{"calls": [...]}``...)."""
+    if not isinstance(data, Mapping):
+        raise ScriptError(source, [("answer", f"expected a mapping, got {_describe(data)}")])
+    problems = _schema_errors(_ANSWER_VALIDATOR, data, ["answer"])
+    if problems:
+        raise ScriptError(source, problems)
+    builder = _Builder()
+    answer = builder.answer(data, ["answer"])
+    if builder.problems:
+        raise ScriptError(source, builder.problems)
+    return answer
+
+
 def loads_script(text: str, source: str = "<script>") -> Script:
     """Parse YAML (or JSON, which is read the same way) script text."""
     try:
@@ -456,14 +568,3 @@ def load_demo_script() -> Script:
     """The built-in demo (``demo.yaml`` beside this module): saves a poem about AI to poem.txt."""
     text = resources.files(__package__).joinpath("demo.yaml").read_text(encoding="utf-8")
     return loads_script(text, "demo.yaml")
-
-
-def coerce_script(value: Script | Mapping[str, Any] | str | os.PathLike[str]) -> Script:
-    """Accept a ``Script``, parsed data, a ``Path`` to a file, or a string of YAML text."""
-    if isinstance(value, Script):
-        return value
-    if isinstance(value, Mapping):
-        return parse_script(value, "<dict>")
-    if isinstance(value, str):
-        return loads_script(value, "<string>")
-    return load_script(value)

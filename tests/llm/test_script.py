@@ -127,7 +127,10 @@ def test_json_text_and_a_fallback_only_script_are_valid() -> None:
             "rules: [{answer: {texts: x}}]",
             "t.yaml: rules[0].answer: unknown key 'texts' (allowed: text, calls, json, error, drop, delay)",
         ),
-        ("rules: [{match: {user: x}}]", "t.yaml: rules[0]: missing required key 'answer'"),
+        (
+            "rules: [{match: {user: x}}]",
+            "t.yaml: rules[0]: give an answer, or an expect (a rule that only checks)",
+        ),
         (
             "rules: [{answer: {calls: [{arguments: {}}]}}]",
             "t.yaml: rules[0].answer.calls[0]: missing required key 'name'",

@@ -221,6 +221,16 @@ def error_body(error: ScriptedError) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": error.message}}
 
 
+def _responses_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic tool in Responses' shape: a client tool (``input_schema``) is a function;
+    a server tool (``web_search_20250305``...) keeps its type."""
+    kind = tool.get("type")
+    if kind in (None, "custom"):
+        return {"type": "function", "name": tool.get("name"), "description": tool.get("description"),
+                "parameters": tool.get("input_schema")}
+    return {"type": kind, "name": tool.get("name")}
+
+
 class AnthropicMessagesWire(WireFormat):
     api = "messages"
 
@@ -232,6 +242,8 @@ class AnthropicMessagesWire(WireFormat):
         system = body.get("system")
         if system:
             request["instructions"] = text_of(system)
+        if body.get("tools"):
+            request["tools"] = [_responses_tool(tool) for tool in body["tools"]]
         return request
 
     def wire_response(self, response: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:

@@ -180,6 +180,14 @@ def stream_chunks(completion: dict[str, Any], *, include_usage: bool) -> list[di
     return out
 
 
+def _responses_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A Chat Completions tool in Responses' flat shape (``{"type": "function", "name", ...}``)."""
+    function = tool.get("function")
+    if tool.get("type") == "function" and isinstance(function, dict):
+        return {"type": "function", **function}
+    return tool
+
+
 class ChatCompletionsWire(WireFormat):
     api = "chat.completions"
 
@@ -191,6 +199,8 @@ class ChatCompletionsWire(WireFormat):
         request: dict[str, Any] = {"model": body["model"], "input": items}
         if instructions is not None:
             request["instructions"] = instructions
+        if body.get("tools"):
+            request["tools"] = [_responses_tool(tool) for tool in body["tools"]]
         return request
 
     def wire_response(self, response: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
