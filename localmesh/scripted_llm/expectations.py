@@ -7,6 +7,7 @@ and a diff (``-`` expected, ``+`` found) in the style of pytest's assertion mess
 from __future__ import annotations
 
 import difflib
+import re
 
 from .matching import LLMRequest
 from .script import Expectation
@@ -81,19 +82,28 @@ def _containment(what: str, expected: str, text: str | None) -> str | None:
 
 
 def _closest_part(expected: str, text: str) -> str | None:
-    """The stretch of ``text`` as long as ``expected`` that is most like it, if any is close."""
-    width = len(expected)
-    best, best_ratio = None, 0.49  # less than half alike, a "closest part" only confuses
+    """The run of whole words of ``text`` most like ``expected``, if one shares a word with it,
+    is not much shorter, and is at least half alike (anything less would only confuse)."""
+    wanted = _words(expected)
+    spans = [match.span() for match in re.finditer(r"\S+", text)]
+    best, best_ratio = None, 0.5
     matcher = difflib.SequenceMatcher(autojunk=False)
     matcher.set_seq2(expected)
-    for start in range(max(1, len(text) - width + 1)):
-        window = text[start : start + width]
-        matcher.set_seq1(window)
-        if matcher.real_quick_ratio() > best_ratio and matcher.quick_ratio() > best_ratio:
-            ratio = matcher.ratio()
-            if ratio > best_ratio:
+    for first, (start, _) in enumerate(spans):
+        for _, end in spans[first:]:
+            if end - start > 2 * len(expected):
+                break
+            window = text[start:end]
+            if len(window) < 0.75 * len(expected) or not wanted & _words(window):
+                continue
+            matcher.set_seq1(window)
+            if matcher.quick_ratio() >= best_ratio and (ratio := matcher.ratio()) >= best_ratio:
                 best, best_ratio = window, ratio
     return best
+
+
+def _words(text: str) -> set[str]:
+    return {word.lower() for word in re.findall(r"\w+", text)}
 
 
 def _shorten(text: str) -> str:
