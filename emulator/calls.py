@@ -12,7 +12,7 @@ from localmesh.emulator.inflight import Slot, TooManyWaiting
 from localmesh.protocol.wire import Content, control_open
 
 if TYPE_CHECKING:
-    from localmesh.emulator.faults import FrameBudget
+    from localmesh.emulator.frames import FrameBudget
     from localmesh.protocol.tokens import Participant
 
 

@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import OPERATION_FAILED, RoomError
+from localmesh.emulator.frames import FrameBudget
 
 logger = logging.getLogger("localmesh.faults")
 
@@ -146,26 +147,6 @@ class Fault:
             how_often = "every time" if self.times is None else f"{self.times} time(s)"
         target = f" on {', '.join(aims)}" if aims else ""
         return f"#{self.id} {self.kind}{target}: {what}, {when}{how_often}; fired {self.fired}"
-
-
-class FrameBudget:
-    """How many more frames a connection may carry before a drop fault cuts it."""
-
-    def __init__(self, fault: Fault, frames: int, fire: Callable[[], None]) -> None:
-        self.fault = fault
-        self.left = frames
-        self._fire = fire
-        self.cut = False  # the cut is queued: nothing more may be written
-        self._fired = False
-
-    def exhausted(self) -> bool:
-        return self.left <= 0
-
-    def fire(self) -> None:
-        """The connection is being cut now: count the fault as fired (once)."""
-        if not self._fired:
-            self._fired = True
-            self._fire()
 
 
 class WriteGuard:
@@ -353,7 +334,7 @@ class Faults:
                            f"delayed {fault.seconds} s")
                 await self.sleep(fault.seconds or 0.0)
                 return await handler(call)
-            call.budget = FrameBudget(fault, fault.after_frames, lambda: self._fire(
+            call.budget = FrameBudget(fault.after_frames, lambda: self._fire(
                 fault, call.room, call.participant.name, subject,
                 f"cut the connection after {fault.after_frames} reply frame(s)"))
             return await handler(call)
@@ -376,7 +357,7 @@ class Faults:
         fault = self._take({"drop_connection"}, room, participant)
         if fault is None:
             return None
-        return FrameBudget(fault, fault.after_frames, lambda: self._fire(
+        return FrameBudget(fault.after_frames, lambda: self._fire(
             fault, room, participant, "connection",
             f"cut the connection after {fault.after_frames} frame(s)"))
 

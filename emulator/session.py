@@ -42,7 +42,7 @@ from localmesh.protocol.wire import (
 )
 
 if TYPE_CHECKING:
-    from localmesh.emulator.faults import FrameBudget
+    from localmesh.emulator.frames import FrameBudget
 
 logger = logging.getLogger("localmesh.session")
 
