@@ -176,9 +176,8 @@ class WriteGuard:
 
 
 class Faults:
-    """The faults of one emulator. ``sleep`` waits out delays and ``now`` times refusals:
-    the server's clock in tests that move time by hand, asyncio and the monotonic clock
-    otherwise."""
+    """The faults of one emulator. ``sleep`` waits out delays and ``now`` times refusals: the
+    server's clock (``RoomServer(clock=...)``, virtual with the ``localmesh_clock`` fixture)."""
 
     def __init__(
         self, *, sleep: Sleep = asyncio.sleep, now: Callable[[], float] = time.monotonic,

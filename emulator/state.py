@@ -73,7 +73,7 @@ class EmulatorState:
     llm: LLMHub
     services: Services
     tools: dict[tuple[str, str], Handler] = field(default_factory=dict)
-    faults: Faults = field(default_factory=Faults)
+    faults: Faults = field(default_factory=Faults)  # open() puts its delays on the clock
     public_url: str = ""  # set once the server listens
     # Set when the server begins to stop: long-lived responses (the Studio's live stream) end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -117,6 +117,8 @@ class EmulatorState:
             rooms=Rooms(max_log_entries=limits.developer_log_entries,
                         max_log_bytes=limits.developer_log_bytes),
             budget=InboundBudget(settings.limits.inbound_budget_bytes),
+            # Delays and refusal windows run on the server's clock, virtual in tests.
+            faults=Faults(sleep=settings.clock.sleep, now=settings.clock.time),
         )
         state.rooms.on_active = services.supervisor.room_active
         toolkits = [

@@ -53,20 +53,6 @@ def stored_bytes(server, room: str, path: str) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
-class Gate:
-    """The faults' injected sleep: records each delay and holds it until released."""
-
-    def __init__(self) -> None:
-        self.requested: list[float] = []
-        self.waiting = asyncio.Event()
-        self.released = asyncio.Event()
-
-    async def sleep(self, seconds: float) -> None:
-        self.requested.append(seconds)
-        self.waiting.set()
-        await self.released.wait()
-
-
 # ---------------------------------------------------------------- error
 
 
@@ -87,20 +73,21 @@ async def test_an_error_aimed_at_one_participants_nth_send(localmesh_server, mes
 # ---------------------------------------------------------------- delay
 
 
-async def test_a_delay_holds_one_call_on_the_faults_sleep(localmesh_server, meshagent_room):
-    gate = Gate()
-    localmesh_server.faults.sleep = gate.sleep  # the server's clock, in a test that moves it
+async def test_a_delay_holds_one_call_on_the_servers_clock(
+    localmesh_server, localmesh_clock, meshagent_room
+):
     fault = localmesh_server.faults.add("delay", toolkit="queues", tool="receive", seconds=30)
     history = DeliveryHistory()
     async with meshagent_room("r", name="alice") as room:
         assert await send(history, room, "q", "m1", "alice")
         held = asyncio.create_task(drain(history, room, "q", "alice"))
         async with asyncio.timeout(TIMEOUT):
-            await gate.waiting.wait()
-        # The receive waits on the clock; the same connection still serves other calls.
+            await localmesh_clock.until_waiting()  # the receive sleeps on the virtual clock
+        # The same connection still serves other calls meanwhile.
         assert await send(history, room, "q", "m2", "alice")
-        assert not held.done() and gate.requested == [30]
-        gate.released.set()
+        await localmesh_clock.advance(29.9)
+        assert not held.done()
+        await localmesh_clock.advance(0.1)
         async with asyncio.timeout(TIMEOUT):
             assert await held == ["m1", "m2"]
     assert fault.fired == 1
@@ -209,12 +196,12 @@ async def test_a_403_refusal_fails_the_sdk_at_once(localmesh_server, meshagent_r
         assert await alice.queues.receive(name="q", wait=False) == {"id": "m1"}
 
 
-async def test_refusing_for_a_time_on_the_faults_clock(localmesh_server, localmesh_room):
-    now = [1000.0]
-    localmesh_server.faults.now = lambda: now[0]
+async def test_refusing_for_a_time_on_the_servers_clock(
+    localmesh_server, localmesh_clock, localmesh_room
+):
     refused = asyncio.Event()
 
-    def observe(fired: FaultFired) -> None:
+    def observe(fired: FaultFired) -> None:  # the timeline's hook, here a test's
         if fired.fault.fired >= 3:
             refused.set()
 
@@ -231,12 +218,13 @@ async def test_refusing_for_a_time_on_the_faults_clock(localmesh_server, localme
     assert await localmesh_server.drop_connections("r") == 1
     async with asyncio.timeout(TIMEOUT):
         await refused.wait()  # alice keeps retrying, refused each time
+    await localmesh_clock.advance(59.9)
     assert not room.connected
-    now[0] += 60  # the window ends on the faults' clock
+    await localmesh_clock.advance(0.1)  # the window ends on the server's clock
     async with asyncio.timeout(TIMEOUT):
         await room.wait_connected(reconnects=1)
     await history.receive("q", room.queues.receive("q", wait=False), key=message_id, client="alice")
-    assert fault.fired >= 3 and fault.spent(now[0])
+    assert fault.fired >= 3 and fault.spent(localmesh_clock.time())
     check_delivery(history).assert_ok()
 
 
