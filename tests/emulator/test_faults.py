@@ -108,11 +108,11 @@ def test_remove_clear_and_list():
     faults = Faults()
     first = faults.add("refuse")
     second = faults.add("drop_connection", after_frames=4)
-    assert faults.list() == [first, second]
+    assert faults.all(include_spent=True) == [first, second]
     assert faults.remove(first) and not faults.remove(first.id)
     assert faults.get(second.id) is second
     faults.clear()
-    assert faults.list() == []
+    assert faults.all(include_spent=True) == []
 
 
 def test_for_ever_until_removed():
