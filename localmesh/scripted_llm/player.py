@@ -292,6 +292,7 @@ class ScriptPlayer:
         failure = RuleFailure(self.room, rule.label, self._ids["entry"] + 1, facts.turn,
                               facts.conversation, kind, message)
         self.failures.append(failure)
+        del self.failures[: -self.bounds.failures]
         error = ScriptedError(400, f"localmesh: {failure.headline}: {message}", fatal=True)
         return self._record(request, Reply(facts.conversation, facts.turn, rule.label, error=error),
                             transport, asked)
@@ -413,6 +414,7 @@ class MemoryBounds:
     transcript_bytes: int = 8 * 1024 * 1024
     remembered_responses: int = 256
     remembered_bytes: int = 32 * 1024 * 1024
+    failures: int = 100  # check failures kept until raised (the newest; one is enough to fail)
 
 
 def json_size(value: Any) -> int:

@@ -354,3 +354,13 @@ async def test_a_hub_keeps_every_rooms_failures_across_resets() -> None:
     with pytest.raises(ScriptFailed, match="2 LLM requests did not meet the script's checks"):
         hub.check()
     assert hub.failures == []
+
+
+async def test_kept_failures_are_bounded_newest_first() -> None:
+    from localmesh.scripted_llm.player import MemoryBounds
+
+    player = ScriptPlayer(compose(expect(model="right")), bounds=MemoryBounds(failures=2))
+    for _ in range(3):
+        with pytest.raises(ScriptedError):
+            await player.respond(body())
+    assert [f.entry for f in player.failures] == [2, 3]
