@@ -160,6 +160,7 @@ BROKEN = {
     "rules[0].match: unknown": "rules:\n - {match: {usr: x}, answer: {text: a}}\n",
     "rules[1].answer": "rules:\n - {answer: {text: a}}\n - {answer: {text: a, calls: [{name: x}]}}\n",
     "rules[0].match.user": "rules:\n - {match: {user: '('}, answer: {text: a}}\n",
+    "rules[0]: give": "rules:\n - {match: {user: x}}\n",
 }
 
 

@@ -58,6 +58,8 @@ async def test_a_python_rule_drives_the_real_sdk_worker(
 INI = "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
 
 SUITE = '''
+import pytest
+
 from localmesh.fixtures.worker import run_until_drained
 from localmesh.scripted_llm import expect
 
@@ -93,6 +95,17 @@ async def test_the_script_failure_joins_the_report_of_a_test_that_failed_anyway(
     assert worker.stats.failed == 0, "the message failed"
 
 
+@pytest.fixture
+def asks_late(scripted_llm):
+    adapter = scripted_llm([expect(model="gpt-5"), {"answer": {"text": "x"}}])
+    yield adapter
+    adapter.transport.player.play({"model": "late-model", "input": "one more"})  # at teardown
+
+
+def test_a_check_broken_during_teardown_fails_the_teardown(asks_late):
+    pass
+
+
 async def test_a_check_that_holds_passes(localmesh_worker, localmesh_room):
     worker = await localmesh_worker(llm=[expect(tools=["write_file"]), {"answer": {"text": "x"}}])
     room = await localmesh_room()
@@ -106,7 +119,7 @@ def test_a_check_that_does_not_hold_fails_its_test_with_the_difference(pytester:
     pytester.makeini(INI)
     pytester.makepyfile(test_checks=SUITE)
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", "--tb=short")
-    result.assert_outcomes(passed=1, failed=3)
+    result.assert_outcomes(passed=2, failed=3, errors=1)
     # Each failing test names itself and shows its own difference.
     result.stdout.fnmatch_lines([
         "*_ test_our_worker_is_offered_the_wrong_tools _*",
@@ -129,4 +142,9 @@ def test_a_check_that_does_not_hold_fails_its_test_with_the_difference(pytester:
         "E   AssertionError: the message failed",
         "*- Captured localmesh LLM script call -*",
         "*model: expected 'gpt-5', the request asked for *",
+    ])
+    # Broken while the fixtures were torn down: the teardown fails.
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_a_check_broken_during_teardown_fails_the_teardown*",
+        "*model: expected 'gpt-5', the request asked for 'late-model'",
     ])
