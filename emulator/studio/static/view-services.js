@@ -1,10 +1,10 @@
 // Services: each local service running for the room, its state, restarts and recent output.
 
 import { get, roomApi } from "./api.js";
-import { h, replace, card, serial, when } from "./dom.js";
+import { h, replace, serial, when } from "./dom.js";
 
 function service(s) {
-  return card(s.name,
+  return h("section.card", { dataset: { service: s.name } }, h("h2", {}, s.name),
     h("p.facts", {}, h("span", { class: `state ${s.state}` }, s.state),
       ` · ${s.restarts} restart${s.restarts === 1 ? "" : "s"}`,
       s.last_exit_code !== null && s.last_exit_code !== undefined ? ` · last exit code ${s.last_exit_code}` : "",
