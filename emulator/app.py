@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from localmesh.emulator.blobs import BlobReader
 from localmesh.emulator.errors import STORAGE_NOT_FOUND, RoomError
 from localmesh.emulator.fault_admin import create_fault_router
 from localmesh.emulator.files_api import create_files_router, files_base_url
@@ -20,6 +23,7 @@ from localmesh.emulator.state import EmulatorState
 from localmesh.emulator.storage import canonical_file
 from localmesh.emulator.studio.routes import mount_studio
 from localmesh.emulator.url_token import UrlTokenMiddleware, redact, url_token
+from localmesh.emulator.websocket import LEAN_EXTENSION
 from localmesh.protocol.sdk_versions import ClientVersion
 from localmesh.protocol.tokens import SDK_VERSION, AuthError, bearer_token
 from localmesh.protocol.wire import guess_mime_type
@@ -99,7 +103,7 @@ def create_app(state: EmulatorState) -> FastAPI:
         if guard is not None:
             guard.limit_frames(websocket.scope, limits.max_frame_bytes)
         session = Session(
-            websocket, room=room, participant=participant, tools=state.tool, limits=limits,
+            lean_websocket(websocket), room=room, participant=participant, tools=state.tool, limits=limits,
             budget=state.budget, abort=None if guard is None else guard.abort_for(websocket.scope),
             on_close=state.rooms.leave, now=state.settings.clock.time,
             client=ClientVersion.parse(websocket.query_params.get("v")),
@@ -107,7 +111,10 @@ def create_app(state: EmulatorState) -> FastAPI:
             hang_up=None if guard is None else guard.close_for(websocket.scope),
         )
         state.rooms.join(session)
-        await session.run(room_url=_room_url(state.public_url or str(websocket.base_url), room))
+        # Its own task: each frame wakes the session's read loop, which then resumes only its
+        # own few frames, not the whole ASGI middleware chain above this handler.
+        await asyncio.ensure_future(
+            session.run(room_url=_room_url(state.public_url or str(websocket.base_url), room)))
 
     @app.post("/accounts/projects/{project_id}/rooms/{room}/connect")
     async def connect_room(project_id: str, room: str, request: Request) -> Response:
@@ -138,19 +145,42 @@ def create_app(state: EmulatorState) -> FastAPI:
         try:
             path = canonical_file(path)
             state.check_download(room, path, sig)
-            row, data = await state.storage.read(room, path)
+            row, reader = state.storage.open_file(room, path)
         except AuthError as error:
             return _refusal(403, str(error))
         except RoomError as error:
             return _refusal(404 if error.code == STORAGE_NOT_FOUND else 400, error.message)
-        return Response(data, media_type=row.mime_type or guess_mime_type(basename(path)), headers={
-            "content-disposition": _inline_disposition(basename(path)),
-            # A room file is anyone's upload: opened in a browser, an HTML file must not run
-            # as this server's pages (the Studio's), so it gets an origin of its own.
-            "content-security-policy": "sandbox", "x-content-type-options": "nosniff",
-        })
+        return StreamingResponse(
+            _stream_and_close(reader),
+            media_type=row.mime_type or guess_mime_type(basename(path)),
+            headers={
+                "content-disposition": _inline_disposition(basename(path)),
+                "content-length": str(reader.size),
+                # A room file is anyone's upload: opened in a browser, an HTML file must not run
+                "content-security-policy": "sandbox", "x-content-type-options": "nosniff",
+            },
+        )
 
     return app
+
+
+async def _stream_and_close(reader: BlobReader) -> AsyncIterator[bytes]:
+    # Streamed block by block (the next one read while this one is sent): memory stays flat.
+    try:
+        async for block in reader.blocks():
+            yield block
+    finally:
+        reader.close()
+
+
+def lean_websocket(websocket: WebSocket) -> WebSocket:
+    """The same websocket, calling uvicorn's protocol directly when it offers that (the
+    middleware wrappers on every send cost more than the send itself)."""
+    direct = websocket.scope.get("extensions", {}).get(LEAN_EXTENSION)
+    if direct is None:
+        return websocket
+    receive, send = direct
+    return WebSocket(websocket.scope, receive, send)
 
 
 def _inline_disposition(name: str) -> str:

@@ -28,6 +28,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from localmesh.emulator.limits import Limits
+from localmesh.emulator.websocket import FastWebSocketProtocol
 
 logger = logging.getLogger("localmesh.connections")
 
@@ -95,7 +96,7 @@ class ConnectionGuard:
                 guard._lost(self)
                 super().connection_lost(exc)
 
-        class GuardedWebSocket(WebSocketsSansIOProtocol):
+        class GuardedWebSocket(FastWebSocketProtocol):  # uvicorn's, with the lean data path
             def connection_made(self, transport: Any) -> None:
                 super().connection_made(transport)
                 guard.open.add(self)

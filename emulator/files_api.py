@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..protocol.tokens import AuthError, Participant, bearer_token
 from ..protocol.wire import guess_mime_type
+from .blobs import BlobReader
 from .errors import (
     INVALID_REQUEST,
     OPERATION_FAILED,
@@ -218,30 +219,39 @@ class FilesApi:
         entry = await self._storage.stat(room, path)
         if entry is not None and entry.is_folder:
             raise FilesError(400, f"{path!r} is a folder: list it instead", STORAGE_INVALID_PATH)
-        # One SQLite read keeps the bytes consistent under a concurrent overwrite; the
-        # response then streams them in chunks.
-        row, data = await self._storage.read(room, path)
-        return StreamingResponse(_chunks(data), headers=_file_headers(row))
+        # The blob is opened now: the response streams that version, read block by block,
+        # whatever happens to the path meanwhile.
+        row, reader = self._storage.open_file(room, path)
+        return StreamingResponse(_blocks(reader), headers=_file_headers(row))
 
     async def upload(self, request: Request, caller: Participant, room: str, raw_path: str) -> Response:
         path = canonical_file(raw_path)
         overwrite = _flag(request.query_params, "overwrite", True)
         require_storage(caller, "write", path)
-        await self._storage.check_writable(room, path, overwrite)  # refuse before the bytes
-        guard = self._state.faults.write_guard(room, caller.name, path)
-        data = bytearray()
-        if guard is not None:
-            guard.received(0)
-        async for chunk in request.stream():
-            data += chunk
-            if guard is not None:
-                guard.received(len(data))
-        if guard is not None:
-            guard.complete(len(data))
         mime_type = _upload_mime_type(request.headers.get("content-type"), path)
-        await self._storage.write(room, path, bytes(data), mime_type, overwrite=overwrite)
+        declared = request.headers.get("content-length")
+        # Refused here, before the bytes, if the path or the declared size is wrong; then
+        # written to the blob piece by piece as they arrive.
+        upload = self._storage.begin_upload(
+            room, path, mime_type, overwrite=overwrite,
+            size=int(declared) if declared and declared.isdigit() else None)
+        guard = self._state.faults.write_guard(room, caller.name, path)
+        try:
+            if guard is not None:
+                guard.received(0)
+            async for chunk in request.stream():
+                await upload.write(chunk)
+                if guard is not None:
+                    guard.received(upload.received)
+            if guard is not None:
+                guard.complete(upload.received)
+        except BaseException:
+            upload.abort()
+            raise
+        size = upload.received
+        await upload.commit()
         await self._event(room, "storage.file.updated", {"path": path}, caller)
-        return JSONResponse({"path": path, "size": len(data)})
+        return JSONResponse({"path": path, "size": size})
 
     async def delete(self, caller: Participant, room: str, raw_path: str, recursive: bool) -> Response:
         path = canonical(raw_path)
@@ -344,10 +354,12 @@ async def _drain(request: Request) -> None:
         return
 
 
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    view = memoryview(data)
-    for start in range(0, len(view), DOWNLOAD_CHUNK):
-        yield bytes(view[start : start + DOWNLOAD_CHUNK])
+async def _blocks(reader: BlobReader) -> AsyncIterator[bytes]:
+    try:
+        async for block in reader.blocks(block=DOWNLOAD_CHUNK):
+            yield block
+    finally:
+        reader.close()
 
 
 def _file_headers(row: FileRow) -> dict[str, str]:

@@ -1,29 +1,47 @@
 """Queue semantics: FIFO per queue, one receiver per message, long-poll waiters in line.
 
-Waiting receivers are woken in process, never by polling the database. A send commits
-the message, then hands the head of the queue to the first live waiter. A receiver that
-is cancelled (its connection closed) after being handed a message puts it back in its
-place, so a departed receiver takes nothing.
+What is known is answered from memory: which queues exist, how many messages each holds,
+the next message id, and who waits. SQLite holds exactly the messages that are in line
+(not handed to anyone); every change runs at once in the store's open batch, and a client
+is answered only once its change is committed (``store.py``, group commit).
+
+A send to a queue with a waiting receiver hands the message straight to the first live
+waiter: nothing is written, since its insert and delete would cancel out in SQLite. A
+receiver that took a message but cannot deliver it (its connection closed) puts it back at
+its place in line: ids order the line, and the id stays with the message.
+
+Everything that reads and changes this state runs without awaiting in between, on the
+event loop's one thread, so no locks are needed and no wake-up can be lost: a receiver
+either finds a message or is in line before the next send looks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import deque
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 from localmesh.emulator.errors import QUEUE_NOT_FOUND, RoomError
-from localmesh.emulator.store import Store
+from localmesh.emulator.store import Committed, Store
 
 from .clock import Clock, WallClock
 
 DEFAULT_LONG_POLL_WINDOW = 20.0
 
 _QueueKey = tuple[str, str]
-_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A message taken from a queue: its id (its place in line) and its JSON text."""
+
+    id: int
+    body: str
+    # The commit of its removal from SQLite (None: it never was there, a direct hand-off).
+    # A receiver answers only after it, so a crash can never deliver one message twice.
+    removed: Committed | None = None
 
 
 class Queues:
@@ -34,84 +52,71 @@ class Queues:
         self._store = store
         self.clock: Clock = clock or WallClock()  # long-poll windows run on it
         self.long_poll_window = long_poll_window
-        self._known: set[_QueueKey] = set()
-        self._waiters: dict[_QueueKey, deque[asyncio.Future[tuple[int, str] | None]]] = {}
-        self._locks: dict[_QueueKey, asyncio.Lock] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._sizes: dict[_QueueKey, int] = {}  # every known queue -> messages in line
+        self._last_id = 0
+        # Each resolved with a message, or None when released (see ``release``).
+        self._waiters: dict[_QueueKey, deque[asyncio.Future[Taken | None]]] = {}
         self._waiter_added = asyncio.Event()  # replaced each time it fires (test hook)
+        store.on_rollback(self.load)
 
-    async def load(self) -> None:
-        self._known = set(await self._store.all_queues())
+    def load(self) -> None:
+        """Read the queues, their sizes and the last message id from SQLite."""
+        sizes = dict.fromkeys(self._store.all_queues(), 0)
+        sizes.update(self._store.queue_sizes())
+        self._sizes = sizes
+        self._last_id = max(self._last_id, self._store.last_message_id())
 
-    def _lock(self, key: _QueueKey) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
-
-    async def _require(self, room: str, name: str, create: bool) -> _QueueKey:
+    def _require(self, room: str, name: str, create: bool) -> tuple[_QueueKey, Committed | None]:
         key = (room, name)
-        if key not in self._known:
-            if not create:
-                raise RoomError(QUEUE_NOT_FOUND, f"queue {name!r} does not exist in room {room!r}")
-            await self._store.create_queue(room, name)
-            self._known.add(key)
-        return key
+        if key in self._sizes:
+            return key, None
+        if not create:
+            raise RoomError(QUEUE_NOT_FOUND, f"queue {name!r} does not exist in room {room!r}")
+        created = self._store.create_queue(room, name)
+        self._sizes[key] = 0
+        return key, created
 
     async def list(self, room: str) -> list[tuple[str, int]]:
-        sizes = await self._store.queue_sizes(room)
-        names = {name for r, name in self._known if r == room}
-        return [(name, sizes.get(name, 0)) for name in sorted(names | set(sizes))]
+        return sorted((name, size) for (r, name), size in self._sizes.items() if r == room)
 
     async def peek(self, room: str, name: str, *, offset: int = 0, limit: int = 100) -> list[tuple[int, Any]]:
         """Up to ``limit`` messages from place ``offset`` in line, as ``(id, message)``,
         without taking them: receivers still get every one, in order."""
-        await self._require(room, name, create=False)
-        rows = await self._store.peek(room, name, max(offset, 0), max(limit, 0))
+        self._require(room, name, create=False)
+        rows = self._store.peek(room, name, max(offset, 0), max(limit, 0))
         return [(message_id, json.loads(body)) for message_id, body in rows]
 
     async def open(self, room: str, name: str) -> None:
-        await self._require(room, name, create=True)
+        _, created = self._require(room, name, create=True)
+        if created is not None:
+            await created
+
+    def size(self, room: str, name: str) -> int:
+        return self._sizes.get((room, name), 0)
 
     async def send(self, room: str, name: str, message: Any, *, create: bool = True) -> None:
-        """Commit ``message`` to the queue; return once it is on disk."""
-        key = await self._require(room, name, create)
-        try:
-            await self._store.append(room, name, json.dumps(message))  # ASCII: lone surrogates stay escaped
-        except asyncio.CancelledError:
-            # The sender's session closed, but SQLite commits the row anyway: its waiters
-            # must still be served (the serve's pop runs after the append, in SQLite's order).
-            self._serve_soon(key)
-            raise
-        await self._serve_waiters(key)
+        """Queue ``message``; return once it is committed (or in a waiting receiver's hands)."""
+        # ensure_ascii: a lone surrogate in a string stays a faithful \\ud800 escape.
+        body = json.dumps(message)
+        key, created = self._require(room, name, create)
+        self._last_id += 1
+        committed = self._hand_or_store(key, Taken(self._last_id, body))
+        if committed is None:
+            committed = created
+        if committed is not None:
+            # Cancelled (the sender left): the message is queued or handed over regardless.
+            await committed
 
-    async def _serve_waiters(self, key: _QueueKey) -> None:
-        lock = self._lock(key)
-        # A receiver holding the lock may have found the queue empty just before our message
-        # was committed, and be about to wait: wait for the lock, or it waits out its window.
-        if not self._waiters.get(key) and not lock.locked():
-            return
-        try:
-            async with lock:
-                waiters = self._waiters.get(key)
-                while waiters:
-                    # Receivers remove themselves (in their own task) when they give up, so
-                    # pick the first live one afresh each time, never assume it is still there.
-                    waiter = next((w for w in waiters if not w.done()), None)
-                    if waiter is None:
-                        return
-                    popped = await self._pop_for(key)
-                    if popped is None:
-                        return
-                    if waiter.done():  # gave up while we were popping: keep it in line
-                        await self._store.put_back(*key, *popped)
-                        continue
-                    waiter.set_result(popped)
-                    waiters.remove(waiter)
-        except asyncio.CancelledError:
-            # The sender left (its session closed); the waiters are still owed the messages.
-            self._serve_soon(key)
-            raise
+    def _hand_or_store(self, key: _QueueKey, taken: Taken) -> Committed | None:
+        """Give ``taken`` to the first live waiter, else put it in line in SQLite."""
+        waiters = self._waiters.get(key)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # a receiver that gave up removes itself, but not at once
+                waiter.set_result(taken)
+                return taken.removed if taken.removed is not None and not taken.removed.done() else None
+        self._sizes[key] = self._sizes.get(key, 0) + 1
+        return self._store.append(taken.id, key[0], key[1], taken.body)
 
     async def receive(
         self, room: str, name: str, *, create: bool = True, wait: bool = True,
@@ -119,84 +124,85 @@ class Queues:
     ) -> Any | None:
         """Pop the head message; with ``wait``, wait for one up to the long-poll window."""
         taken = await self.take(room, name, create=create, wait=wait, window=window)
-        return None if taken is None else json.loads(taken[1])
+        return None if taken is None else json.loads(taken.body)
 
     async def take(
         self, room: str, name: str, *, create: bool = True, wait: bool = True,
         window: float | None = None,
-    ) -> tuple[int, str] | None:
-        """Like ``receive``, but the raw ``(id, body)``, so a caller that fails to deliver
-        it can ``put_back_soon`` and the message keeps its place in line."""
-        key = await self._require(room, name, create)
-        waiters = self._waiters.setdefault(key, deque())
-        async with self._lock(key):
-            # Waiters only exist while the queue is empty, so skip the trip when there are some.
-            if not any(not w.done() for w in waiters):
-                popped = await self._pop_for(key)
-                if popped is not None:
-                    return popped
-            if not wait:
-                return None
-            # resolved with a message, or None when released (see release)
-            waiter: asyncio.Future[tuple[int, str] | None] = asyncio.get_running_loop().create_future()
-            waiters.append(waiter)
-            self._waiter_added.set()
-            self._waiter_added = asyncio.Event()
+    ) -> Taken | None:
+        """Like ``receive``, but the raw message, so a caller that fails to deliver it can
+        ``put_back_soon`` and the message keeps its place in line."""
+        key, created = self._require(room, name, create)
+        if self._sizes[key]:
+            popped = self._store.pop(room, name)
+            if popped is not None:
+                self._sizes[key] -= 1
+                taken = Taken(*popped)
+                await self._until_removed(key, taken)
+                return taken
+            self._sizes[key] = 0  # cannot happen; if it did, memory follows SQLite
+        if not wait:
+            if created is not None:
+                await created
+            return None
+        # In line before any await: a send that comes meanwhile finds this waiter. (A queue
+        # created just now is committed long before the waiter gets an answer.)
+        waiter: asyncio.Future[Taken | None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, deque()).append(waiter)
+        self._waiter_added.set()
+        self._waiter_added = asyncio.Event()
         try:
             async with self.clock.timeout(self.long_poll_window if window is None else window):
-                return await waiter
+                taken = await waiter
         except TimeoutError:
             # The window can close between a hand-off and our wake-up: the message is ours.
-            if waiter.done() and not waiter.cancelled():
-                return waiter.result()
-            return None
+            if not waiter.done() or waiter.cancelled():
+                return None
+            taken = waiter.result()
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
                 self.put_back_soon(room, name, waiter.result())
             raise
         finally:
-            if waiter in waiters:
-                waiters.remove(waiter)
+            self._forget(key, waiter)
+        if taken is not None:  # None: released
+            await self._until_removed(key, taken)
+        return taken
 
-    async def _pop_for(self, key: _QueueKey) -> tuple[int, str] | None:
-        """``store.pop`` for a receiver that may be cancelled (its session closing) meanwhile.
-
-        The DELETE runs in SQLite's thread whether or not anyone waits for it, so a cancelled
-        receiver puts the row back before it lets go of the queue's lock: it takes nothing,
-        and the message keeps its place in line.
-        """
-        pop = self._in_background(self._store.pop(*key))
+    async def _until_removed(self, key: _QueueKey, taken: Taken) -> None:
+        """Wait for the commit of ``taken``'s removal; a receiver cancelled meanwhile (its
+        connection closed) takes nothing: the message goes back to its place."""
+        if taken.removed is None or taken.removed.done():
+            if taken.removed is not None:
+                taken.removed.result()  # a rolled-back removal raises here
+            return
         try:
-            return await asyncio.shield(pop)
+            await asyncio.shield(taken.removed)
         except asyncio.CancelledError:
-            async def restore() -> None:
-                popped = await pop
-                if popped is not None:
-                    await self._put_back(key, popped)
-
-            with contextlib.suppress(asyncio.CancelledError):  # cancelled twice: it goes on alone
-                await asyncio.shield(self._in_background(restore()))
+            self.put_back_soon(*key, taken)
             raise
 
-    def _serve_soon(self, key: _QueueKey) -> None:
-        self._in_background(self._serve_waiters(key))
+    def _forget(self, key: _QueueKey, waiter: asyncio.Future[Taken | None]) -> None:
+        waiters = self._waiters.get(key)
+        if waiters is None:
+            return
+        try:
+            waiters.remove(waiter)
+        except ValueError:
+            pass  # already taken out of line by the send that served it
+        if not waiters:
+            del self._waiters[key]
 
-    def _in_background(self, coroutine: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
-        """Run ``coroutine`` as a task of its own, which ``settle`` waits for."""
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
-
-    async def _put_back(self, key: _QueueKey, popped: tuple[int, str]) -> None:
-        """Return a taken message to its place, then serve whoever waits for it (once the
-        queue's lock is free: the caller may hold it)."""
-        await self._store.put_back(*key, *popped)
-        self._serve_soon(key)
-
-    def put_back_soon(self, room: str, name: str, popped: tuple[int, str]) -> None:
-        """``_put_back`` in a task of its own: callers are usually being cancelled."""
-        self._in_background(self._put_back((room, name), popped))
+    def put_back_soon(self, room: str, name: str, taken: Taken | tuple[int, str]) -> None:
+        """Return a taken message to its place in line (or to the next waiter), at once."""
+        if not isinstance(taken, Taken):
+            taken = Taken(*taken)
+        key = (room, name)
+        if key not in self._sizes:
+            return  # the queue was closed meanwhile: its messages went with it
+        # Still being removed? Then the next receiver must wait for that removal's commit too.
+        removed = taken.removed if taken.removed is not None and not taken.removed.done() else None
+        self._hand_or_store(key, Taken(taken.id, taken.body, removed))
 
     def release(self, room: str, name: str) -> int:
         """End every long poll waiting on ``name`` now, empty-handed, as if its window had
@@ -222,23 +228,21 @@ class Queues:
         worker that polls again has handled everything it took)."""
         while True:
             added = self._waiter_added  # set when the next waiter arrives
-            if self.waiting(room, name) and not (await self._store.queue_sizes(room)).get(name):
+            if self.waiting(room, name) and not self._sizes.get((room, name)):
                 return
             await added.wait()
 
     async def drain(self, room: str, name: str) -> None:
-        await self._require(room, name, create=False)
+        key, _ = self._require(room, name, create=False)
+        self._sizes[key] = 0
         await self._store.drain(room, name)
 
     async def close(self, room: str, name: str) -> None:
         """Delete the queue and its messages; waiting receivers get nothing."""
-        key = await self._require(room, name, create=False)
+        key, _ = self._require(room, name, create=False)
+        del self._sizes[key]
         await self._store.delete_queue(room, name)
-        self._known.discard(key)
 
     async def settle(self) -> None:
-        """Wait for put-backs still in flight (for shutdown and tests)."""
-        # Only the unfinished ones: a finished task leaves the set in a callback that has not
-        # run yet, and awaiting finished tasks does not yield, so that loop would never end.
-        while pending := {task for task in self._background if not task.done()}:
-            await asyncio.wait(pending)
+        """Wait until every change made so far is committed (for shutdown and tests)."""
+        await self._store.flushed()

@@ -22,6 +22,7 @@ from localmesh.emulator.llm import LLMHub
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from localmesh.emulator.services import RunnerSettings, Services
 from localmesh.emulator.state import EmulatorState, Settings
+from localmesh.emulator.storage import DEFAULT_MAX_FILE_BYTES
 from localmesh.emulator.url_token import install_log_redaction
 from localmesh.protocol.llm_urls import llm_environment
 
@@ -44,6 +45,7 @@ class RoomServer:
         mount_images: dict[str, str | Path] | None = None,
         service_settings: RunnerSettings | None = None,
         limits: Limits | None = None,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     ) -> None:
         self.host = host
         self.port = port
@@ -58,6 +60,7 @@ class RoomServer:
             mount_images={image: Path(folder) for image, folder in (mount_images or {}).items()},
             services=service_settings or RunnerSettings(),
             limits=limits,
+            max_file_bytes=max_file_bytes,
         )
         self._log_level = log_level
         self.compression = compression

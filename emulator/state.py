@@ -22,7 +22,7 @@ from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW, Queues
 from localmesh.emulator.rooms import Rooms
 from localmesh.emulator.services import LocalRuntime, RunnerSettings, Services
 from localmesh.emulator.services.toolkit import ServicesToolkit
-from localmesh.emulator.storage import Storage, canonical_file
+from localmesh.emulator.storage import DEFAULT_MAX_FILE_BYTES, Storage, canonical_file
 from localmesh.emulator.store import Store
 from localmesh.emulator.toolkits.queues import QueuesToolkit
 from localmesh.emulator.toolkits.room import DeveloperToolkit, MessagingToolkit
@@ -59,6 +59,7 @@ class Settings:
     mount_images: dict[str, Path] = field(default_factory=dict)
     services: RunnerSettings = field(default_factory=RunnerSettings)
     limits: Limits = field(default_factory=Limits)
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # uploads over this are refused up front
 
 
 @dataclass
@@ -94,9 +95,10 @@ class EmulatorState:
         )
         store = await Store.open(settings.data_dir)
         try:
+            store.claim()
             keys = await load_or_create_keys(store)
             queues = Queues(store, long_poll_window=settings.long_poll_window, clock=settings.clock)
-            await queues.load()
+            queues.load()
             services = await Services.open(
                 store.connection, data_dir=settings.data_dir,
                 runtime=LocalRuntime(mount_images=dict(settings.mount_images)),
@@ -113,7 +115,8 @@ class EmulatorState:
         state = cls(
             settings=settings, store=store, keys=keys,
             verifier=TokenVerifier(keys, now=settings.clock.time),
-            queues=queues, storage=Storage(store), llm=llm, services=services,
+            queues=queues, storage=Storage(store, max_file_bytes=settings.max_file_bytes),
+            llm=llm, services=services,
             rooms=Rooms(max_log_entries=limits.developer_log_entries,
                         max_log_bytes=limits.developer_log_bytes),
             budget=InboundBudget(settings.limits.inbound_budget_bytes),

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from localmesh.emulator.blobs import BlobReader
 from localmesh.emulator.errors import (
+    INVALID_REQUEST,
+    OPERATION_FAILED,
     STORAGE_ALREADY_EXISTS,
     STORAGE_INVALID_PATH,
     STORAGE_NOT_FOUND,
@@ -18,6 +19,8 @@ from localmesh.emulator.errors import (
 )
 from localmesh.emulator.paths import InvalidPath, basename, normalize_path, parent_of
 from localmesh.emulator.store import FileRow, Store
+
+DEFAULT_MAX_FILE_BYTES = 2 * 1024**3  # an upload over this is refused before its bytes are stored
 
 
 def utc_now() -> str:
@@ -67,29 +70,37 @@ def _file_entry(row: FileRow) -> Entry:
 
 
 class Storage:
-    def __init__(self, store: Store, *, now: Callable[[], str] = utc_now) -> None:
+    """Files of every room. Each change checks and acts without awaiting in between (the
+    store runs statements at once, on the loop's thread), so two changes never interleave;
+    it then waits for its commit. File contents stream through blob files (``blobs.py``)."""
+
+    def __init__(
+        self, store: Store, *, now: Callable[[], str] = utc_now,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    ) -> None:
         self._store = store
         self._now = now
-        # Each change checks, then acts, in several statements: one change per room at a time,
-        # or two moves onto one path collide in SQLite and two creates both "succeed".
-        self._changing: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.max_file_bytes = max_file_bytes
 
-    async def _is_folder(self, room: str, path: str) -> bool:
-        return path == "" or await self._store.has_files_under(room, path)
+    def _is_folder(self, room: str, path: str) -> bool:
+        return path == "" or self._store.has_files_under_now(room, path)
 
-    async def stat(self, room: str, path: str) -> Entry | None:
-        row = await self._store.file(room, path)
+    def _stat(self, room: str, path: str) -> Entry | None:
+        row = self._store.file_now(room, path)
         if row is not None:
             return _file_entry(row)
-        if await self._is_folder(room, path):
+        if self._is_folder(room, path):
             return Entry(basename(path), True)
         return None
+
+    async def stat(self, room: str, path: str) -> Entry | None:
+        return self._stat(room, path)
 
     async def list(self, room: str, folder: str) -> list[Entry]:
         """Direct children of ``folder``; a missing folder lists as empty."""
         prefix = folder + "/" if folder else ""
         entries: dict[str, Entry] = {}
-        for row in await self._store.files_under(room, folder):
+        for row in self._store.files_under_now(room, folder):
             rest = row.path[len(prefix):]
             child, slash, _ = rest.partition("/")
             if slash:
@@ -102,24 +113,48 @@ class Storage:
         """``(files, total bytes, latest change)`` of a room, without reading any file."""
         return await self._store.files_summary(room)
 
-    async def check_writable(self, room: str, path: str, overwrite: bool) -> None:
-        """Refuse what ``write`` would refuse (uploads call it before their bytes stream)."""
-        if await self._store.has_files_under(room, path):
+    def _check_writable(self, room: str, path: str, overwrite: bool) -> None:
+        if self._store.has_files_under_now(room, path):
             raise RoomError(STORAGE_ALREADY_EXISTS, f"{path!r} is a folder")
         parent = parent_of(path)
         while parent:
-            if await self._store.file(room, parent) is not None:
+            if self._store.file_now(room, parent) is not None:
                 raise RoomError(STORAGE_INVALID_PATH, f"{parent!r} is a file, not a folder")
             parent = parent_of(parent)
-        if not overwrite and await self._store.file(room, path) is not None:
+        if not overwrite and self._store.file_now(room, path) is not None:
             raise RoomError(STORAGE_ALREADY_EXISTS, f"file {path!r} already exists")
+
+    async def check_writable(self, room: str, path: str, overwrite: bool) -> None:
+        """Refuse what ``write`` would refuse (uploads call it before their bytes stream)."""
+        self._check_writable(room, path, overwrite)
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_file_bytes:
+            raise RoomError(
+                INVALID_REQUEST,
+                f"a file of {size} bytes is over this room's limit of {self.max_file_bytes} bytes",
+            )
+
+    def begin_upload(
+        self, room: str, path: str, mime_type: str, *, overwrite: bool, size: int | None = None
+    ) -> Upload:
+        """Start writing ``path``: refused now (before any byte is stored) if it cannot be
+        written or its announced ``size`` is over the limit."""
+        self._check_writable(room, path, overwrite)
+        if size is not None:
+            self._check_size(size)
+        return Upload(self, room, path, mime_type, overwrite, size)
 
     async def write(
         self, room: str, path: str, data: bytes, mime_type: str, *, overwrite: bool
     ) -> None:
-        async with self._changing[room]:
-            await self.check_writable(room, path, overwrite)
-            await self._store.write_file(room, path, data, mime_type, self._now())
+        upload = self.begin_upload(room, path, mime_type, overwrite=overwrite, size=len(data))
+        try:
+            await upload.write(data)
+        except BaseException:
+            upload.abort()
+            raise
+        await upload.commit()
 
     async def make_folder(self, room: str, path: str) -> None:
         """Check that ``path`` can be a folder. Folders are implied by their files, so there
@@ -143,69 +178,123 @@ class Storage:
             destination == source or destination.startswith(source + "/") or not source
         ):
             raise RoomError(STORAGE_INVALID_PATH, f"cannot copy {source!r} into itself")
-        entry = await self.stat(source_room, source)
+        entry = self._stat(source_room, source)
         if entry is None:
             raise RoomError(STORAGE_NOT_FOUND, f"{source!r} was not found")
         if entry.is_folder:
             prefix = source + "/" if source else ""
-            rows = await self._store.files_under(source_room, source)
+            rows = self._store.files_under_now(source_room, source)
             plan = [(row.path, _join(destination, row.path[len(prefix):])) for row in rows]
         else:
             if not destination:
                 raise RoomError(STORAGE_INVALID_PATH, "the room root is a folder, not a file path")
             plan = [(source, destination)]
-        async with self._changing[room]:
-            for _, target in plan:
-                await self.check_writable(room, target, overwrite)
-            for origin, target in plan:
-                row, data = await self.read(source_room, origin)
-                await self._store.write_file(room, target, data, row.mime_type, self._now())
+        for _, target in plan:
+            self._check_writable(room, target, overwrite)
+        for origin, target in plan:
+            # Streamed blob to blob (each commit checks its target again).
+            row, reader = self.open_file(source_room, origin)
+            with reader:
+                upload = self.begin_upload(room, target, row.mime_type, overwrite=overwrite,
+                                           size=reader.size)
+                try:
+                    async for block in reader.blocks():
+                        await upload.write(block)
+                except BaseException:
+                    upload.abort()
+                    raise
+            await upload.commit()
         return [target for _, target in plan]
 
     async def require_file(self, room: str, path: str) -> FileRow:
         """The file at ``path`` (not its bytes); 3001 if there is no file there."""
-        row = await self._store.file(room, path)
+        row = self._store.file_now(room, path)
         if row is None:
             raise _file_not_found(path)
         return row
 
-    async def read(self, room: str, path: str) -> tuple[FileRow, bytes]:
-        found = await self._store.read_file(room, path)
-        if found is None:
+    def open_file(self, room: str, path: str) -> tuple[FileRow, BlobReader]:
+        """The file's row and its bytes, open for reading: the version there now, whatever
+        happens to the path meanwhile. Nothing is read until asked. Close the reader."""
+        row = self._store.file_now(room, path)
+        if row is None:
             raise _file_not_found(path)
-        return found
+        try:
+            return row, self._store.blobs.open(row.blob)
+        except FileNotFoundError:
+            raise RoomError(OPERATION_FAILED, f"the contents of {path!r} are missing") from None
+
+    async def read(self, room: str, path: str) -> tuple[FileRow, bytes]:
+        """A whole file (small files; streams use ``open_file``)."""
+        row, reader = self.open_file(room, path)
+        with reader:
+            return row, await reader.read_all()
 
     async def delete(self, room: str, path: str, *, recursive: bool) -> None:
-        async with self._changing[room]:
-            await self._delete(room, path, recursive=recursive)
-
-    async def _delete(self, room: str, path: str, *, recursive: bool) -> None:
-        if await self._store.file(room, path) is not None:
-            await self._store.delete_tree(room, path)  # a file has nothing below it
-            return
-        if not path or not await self._is_folder(room, path):
-            raise RoomError(STORAGE_NOT_FOUND, f"{path!r} was not found")
-        if not recursive:
-            raise RoomError(
-                STORAGE_RECURSIVE_REQUIRED, f"{path!r} is a folder: delete it with recursive=true"
-            )
+        if self._store.file_now(room, path) is None:
+            if not path or not self._is_folder(room, path):
+                raise RoomError(STORAGE_NOT_FOUND, f"{path!r} was not found")
+            if not recursive:
+                raise RoomError(
+                    STORAGE_RECURSIVE_REQUIRED,
+                    f"{path!r} is a folder: delete it with recursive=true",
+                )
         await self._store.delete_tree(room, path)
 
     async def move(self, room: str, source: str, destination: str, *, overwrite: bool) -> None:
-        async with self._changing[room]:
-            await self._move(room, source, destination, overwrite=overwrite)
-
-    async def _move(self, room: str, source: str, destination: str, *, overwrite: bool) -> None:
         if source == destination:
             return
         if not source or not destination:
             raise RoomError(STORAGE_INVALID_PATH, "the room root cannot be moved or replaced")
         if destination.startswith(source + "/"):
             raise RoomError(STORAGE_INVALID_PATH, f"cannot move {source!r} into itself")
-        if await self.stat(room, source) is None:
+        if self._stat(room, source) is None:
             raise RoomError(STORAGE_NOT_FOUND, f"{source!r} was not found")
-        if await self.stat(room, destination) is not None:
+        if self._stat(room, destination) is not None:
             if not overwrite:
                 raise RoomError(STORAGE_ALREADY_EXISTS, f"{destination!r} already exists")
-            await self._store.delete_tree(room, destination)
+            self._store.delete_tree(room, destination)
         await self._store.move_tree(room, source, destination, self._now())
+
+
+class Upload:
+    """One file being written: bytes go to a new blob as they arrive; ``commit`` points the
+    path at it (checked again then: the room may have changed while the bytes streamed)."""
+
+    def __init__(self, storage: Storage, room: str, path: str, mime_type: str,
+                 overwrite: bool, size: int | None) -> None:
+        self._storage = storage
+        self.room = room
+        self.path = path
+        self.mime_type = mime_type
+        self.overwrite = overwrite
+        self.size = size
+        self._blob = storage._store.blobs.create()
+
+    @property
+    def received(self) -> int:
+        return self._blob.size
+
+    async def write(self, data: bytes) -> None:
+        self._storage._check_size(self._blob.size + len(data))
+        try:
+            await self._blob.write(data)
+        except OSError as error:
+            raise RoomError(OPERATION_FAILED, f"could not store {self.path!r}: {error}") from None
+
+    async def commit(self) -> None:
+        """Make the written bytes the file at ``path``; the upload is over either way."""
+        blob = self._blob
+        blob.close()
+        storage, store = self._storage, self._storage._store
+        try:
+            storage._check_writable(self.room, self.path, self.overwrite)
+            committed = store.put_file(
+                self.room, self.path, blob.name, blob.size, self.mime_type, storage._now())
+        except BaseException:
+            blob.discard()
+            raise
+        await committed
+
+    def abort(self) -> None:
+        self._blob.discard()

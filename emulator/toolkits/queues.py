@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from localmesh.emulator.calls import Call, Handler
@@ -14,7 +13,7 @@ from localmesh.protocol.wire import (
     empty_content,
     is_valid_unicode,
     json_content,
-    text_content,
+    pack_encoded,
 )
 
 
@@ -47,6 +46,22 @@ def _grant(call: Call) -> QueuesGrant:
     grant = call.participant.api.queues
     assert grant is not None, "the session checks the api.queues section before calling"
     return grant
+
+
+class QueuedMessage:
+    """The reply to a receive, built around the message's stored JSON text as it is: the
+    message is decoded once (when it was sent), never decoded and encoded again here."""
+
+    __slots__ = ("_envelope",)
+
+    def __init__(self, body: str) -> None:
+        # A JSON string goes back as text content, anything else as json content, as the SDK
+        # sends them. The stored text is JSON, so it drops into the header as it is.
+        kind = "text" if body.startswith('"') else "json"
+        self._envelope = pack_encoded(f'{{"type":"{kind}","{kind}":{body}}}'.encode())
+
+    def pack(self) -> bytes:
+        return self._envelope
 
 
 class QueuesToolkit:
@@ -96,8 +111,7 @@ class QueuesToolkit:
         taken = await self._queues.take(call.room, name, create=_flag(args, "create", True), wait=wait)
         if taken is None:
             return empty_content()
-        message = json.loads(taken[1])
-        content = text_content(message) if isinstance(message, str) else json_content(message)
+        content = QueuedMessage(taken.body)
         try:
             await call.respond(content)
         except BaseException:

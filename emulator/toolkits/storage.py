@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from localmesh.emulator.blobs import BlobReader
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import INVALID_REQUEST, RoomError
 from localmesh.emulator.paths import basename
-from localmesh.emulator.storage import Storage, canonical, canonical_file
+from localmesh.emulator.storage import Storage, Upload, canonical, canonical_file
 from localmesh.emulator.storage_access import require_presign, require_storage
 from localmesh.protocol.wire import (
     Content,
@@ -23,7 +24,11 @@ from localmesh.protocol.wire import (
 if TYPE_CHECKING:
     from localmesh.emulator.faults import WriteGuard
 
-PULL_CHUNK_SIZE = 65536
+# The upload pull size: big enough that per-chunk overhead is small, small enough that the
+# PULLS_AHEAD pieces in flight keep the server's memory flat in the file size.
+PULL_CHUNK_SIZE = 1024 * 1024
+PULLS_AHEAD = 2
+DEFAULT_DOWNLOAD_CHUNK = 65536  # what the SDK asks for
 MAX_DOWNLOAD_CHUNK = 1024 * 1024
 CHUNK_TIMEOUT = 60.0  # a client that stops streaming mid-call frees the call after this
 
@@ -129,28 +134,38 @@ class StorageToolkit:
     # ------------------------------------------------------------ streams
 
     async def upload(self, call: Call) -> Content | None:
+        upload: Upload | None = None
         try:
             start = _binary_headers(await call.next_chunk(CHUNK_TIMEOUT), "start")
             path = canonical_file(start.get("path"))
             overwrite = bool(start.get("overwrite", False))
             size = start.get("size")
-            if size is not None and (not isinstance(size, int) or size < 0):
+            if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
                 raise RoomError(INVALID_REQUEST, f"upload size must be a whole number, not {size!r}")
             self._check_upload_size(size or 0)
             _check(call, "write", path)
-            await self._storage.check_writable(call.room, path, overwrite)
             mime_type = start.get("mime_type") or guess_mime_type(basename(path))
             if not isinstance(mime_type, str) or not is_valid_unicode(mime_type):
                 raise RoomError(INVALID_REQUEST, f"mime_type must be a text string, not {mime_type!r}")
             guard = self._write_guard(call.room, call.participant.name, path)
+            # Refused here, before a byte is pulled, if the path or the announced size is wrong.
+            upload = self._storage.begin_upload(
+                call.room, path, mime_type, overwrite=overwrite, size=size)
             await call.open_stream()
-            data = await self._pull(call, size, guard)
+            await _pull(call, upload, self._check_upload_size, guard)
             if guard is not None:
-                guard.complete(len(data))
-            await self._storage.write(call.room, path, data, mime_type, overwrite=overwrite)
+                guard.complete(upload.received)
+            finished, upload = upload, None
+            await finished.commit()
         except RoomError as error:
+            if upload is not None:
+                upload.abort()
             await _fail_stream(call, error)
             return None
+        except BaseException:
+            if upload is not None:
+                upload.abort()
+            raise
         await call.send_chunk(control_close())
         await self._broadcast(call.room, "storage.file.updated", {
             "path": path, "participant_id": call.peer.participant_id,
@@ -165,53 +180,82 @@ class StorageToolkit:
                 " (max_upload_bytes)",
             )
 
-    async def _pull(self, call: Call, size: int | None, guard: WriteGuard | None = None) -> bytes:
-        data = bytearray()
-        while size is None or len(data) < size:
-            if guard is not None:
-                guard.received(len(data))
-            wanted = PULL_CHUNK_SIZE if size is None else min(PULL_CHUNK_SIZE, size - len(data))
-            await call.send_chunk(binary_content({"kind": "pull", "chunk_size": wanted}))
-            chunk = await call.next_chunk(CHUNK_TIMEOUT)
-            if chunk.type == "control" and chunk.header.get("method") == "close":
-                if size is not None:
-                    raise RoomError(
-                        INVALID_REQUEST,
-                        f"upload ended after {len(data)} of its announced {size} bytes",
-                    )
-                break
-            _binary_headers(chunk, "data")
-            self._check_upload_size(len(data) + len(chunk.payload))  # before keeping the chunk
-            data += chunk.payload
-            if size is not None and len(data) > size:
-                raise RoomError(
-                    INVALID_REQUEST, f"upload sent more than its announced {size} bytes"
-                )
-        return bytes(data)
-
     async def download(self, call: Call) -> Content | None:
+        reader: BlobReader | None = None
         try:
             start = _binary_headers(await call.next_chunk(CHUNK_TIMEOUT), "start")
             path = canonical_file(start.get("path"))
-            chunk_size = start.get("chunk_size") or PULL_CHUNK_SIZE
+            chunk_size = start.get("chunk_size") or DEFAULT_DOWNLOAD_CHUNK
             if not isinstance(chunk_size, int) or chunk_size <= 0:
                 raise RoomError(INVALID_REQUEST, f"chunk_size must be positive, not {chunk_size!r}")
             chunk_size = min(chunk_size, MAX_DOWNLOAD_CHUNK)
             _check(call, "read", path)
-            row, data = await self._storage.read(call.room, path)
+            # Opened, not read: a download that is never pulled holds no bytes in memory.
+            row, reader = self._storage.open_file(call.room, path)
             await call.open_stream()
             await call.send_chunk(binary_content({
                 "kind": "start", "name": basename(path), "mime_type": row.mime_type,
-                "size": len(data),
+                "size": reader.size,
             }))
-            sent = 0
-            while sent < len(data):
-                _binary_headers(await call.next_chunk(CHUNK_TIMEOUT), "pull")
-                piece = data[sent : sent + chunk_size]
-                await call.send_chunk(binary_content({"kind": "data"}, piece))
-                sent += len(piece)
+            await _serve_pulls(call, reader, chunk_size)
         except RoomError as error:
             await _fail_stream(call, error)
             return None
+        finally:
+            if reader is not None:
+                reader.close()
         await call.send_chunk(control_close())
         return None
+
+
+async def _pull(
+    call: Call, upload: Upload, check_size: Callable[[int], None], guard: WriteGuard | None
+) -> None:
+    """Pull the upload's bytes into its blob, ``PULLS_AHEAD`` pulls in flight at a time so
+    the client always has one to answer; at most that many pieces are held in memory."""
+    size = upload.size
+    asked = 0
+    in_flight = 0
+    while True:
+        if guard is not None:
+            guard.received(upload.received)
+        while in_flight < PULLS_AHEAD and (size is None or asked < size):
+            wanted = PULL_CHUNK_SIZE if size is None else min(PULL_CHUNK_SIZE, size - asked)
+            await call.send_chunk(binary_content({"kind": "pull", "chunk_size": wanted}))
+            asked += wanted
+            in_flight += 1
+        if not in_flight:
+            return
+        chunk = await call.next_chunk(CHUNK_TIMEOUT)
+        in_flight -= 1
+        if chunk.type == "control" and chunk.header.get("method") == "close":
+            if size is not None:
+                raise RoomError(
+                    INVALID_REQUEST,
+                    f"upload ended after {upload.received} of its announced {size} bytes",
+                )
+            return
+        _binary_headers(chunk, "data")
+        check_size(upload.received + len(chunk.payload))  # before the chunk is stored
+        if size is not None and upload.received + len(chunk.payload) > size:
+            raise RoomError(INVALID_REQUEST, f"upload sent more than its announced {size} bytes")
+        await upload.write(chunk.payload)
+
+
+async def _serve_pulls(call: Call, reader: BlobReader, chunk_size: int) -> None:
+    """Answer each pull with the next ``chunk_size`` bytes, read from the blob a block
+    ahead (nothing is read before the first pull)."""
+    blocks = reader.blocks()
+    block = memoryview(b"")
+    sent = 0
+    try:
+        while sent < reader.size:
+            _binary_headers(await call.next_chunk(CHUNK_TIMEOUT), "pull")
+            if not block:
+                block = memoryview(await anext(blocks))
+            piece = bytes(block[:chunk_size])
+            block = block[len(piece):]
+            await call.send_chunk(binary_content({"kind": "data"}, piece))
+            sent += len(piece)
+    finally:
+        await blocks.aclose()

@@ -300,6 +300,11 @@ def too_deep(value: Any, max_depth: int) -> bool:
     return False
 
 
+def pack_encoded(header_json: bytes, payload: bytes = b"") -> bytes:
+    """``pack`` for a header that is already JSON text (UTF-8)."""
+    return len(header_json).to_bytes(ENVELOPE_LENGTH, "big") + header_json + payload
+
+
 def unpack(data: bytes) -> tuple[dict[str, Any], bytes]:
     """Split an envelope into its JSON header (trace key removed) and payload."""
     if len(data) < ENVELOPE_LENGTH:

@@ -8,6 +8,7 @@ must hold whatever the timing: every message is delivered once or is still in th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import pytest
@@ -28,21 +29,27 @@ async def _remaining(queues: Queues, room: str, name: str) -> list:
 
 
 class PopHook:
-    """Wraps ``store.pop``: ``started`` is set once a pop is on its way to SQLite."""
+    """Wraps ``store.pop``: ``started`` is set once a pop's DELETE has run (its commit is
+    then pending in the store's open batch)."""
 
     def __init__(self, store: Store) -> None:
         self.started = asyncio.Event()
         self._pop = store.pop
         store.pop = self.pop  # type: ignore[method-assign]
 
-    async def pop(self, room: str, queue: str):
+    def pop(self, room: str, queue: str):
         self.started.set()
-        return await self._pop(room, queue)
+        return self._pop(room, queue)
 
 
-async def test_a_receiver_cancelled_while_its_pop_runs_takes_nothing():
-    """A session closing cancels its receive; if that lands while the DELETE ... RETURNING
-    is in SQLite's thread, the row is gone either way: it must come back."""
+async def _yield(times: int) -> None:
+    for _ in range(times):
+        await asyncio.sleep(0)  # one turn of the loop: a cancellation point, not a wait
+
+
+async def test_a_receiver_cancelled_while_its_pop_commits_takes_nothing():
+    """A session closing cancels its receive; if that lands once the DELETE ... RETURNING
+    ran but before its commit, the row is gone from the batch: it must come back."""
     store = await Store.open(None)
     queues = Queues(store)
     try:
@@ -62,27 +69,53 @@ async def test_a_receiver_cancelled_while_its_pop_runs_takes_nothing():
         await store.close()
 
 
-async def test_a_sender_cancelled_while_serving_a_waiter_loses_nothing():
-    """A send is committed, then serves the waiting receiver; if the sender's session
-    closes while that pop is in SQLite, the message must still reach someone."""
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_receiver_cancelled_at_any_point_takes_nothing_or_delivers(turns: int):
+    """Whatever turn of the loop the cancellation lands on, a receiver either returned the
+    message (delivered) or took nothing: every message is delivered once or still in line."""
+    store = await Store.open(None)
+    queues = Queues(store)
+    try:
+        await queues.send("r", "q", {"n": 1})
+        await queues.send("r", "q", {"n": 2})
+        receiver = asyncio.create_task(queues.receive("r", "q", wait=False))
+        await _yield(turns)
+        receiver.cancel()
+        try:
+            got = [await receiver]
+        except asyncio.CancelledError:
+            got = []
+        async with asyncio.timeout(BOUND):
+            await queues.settle()
+            assert got + await _remaining(queues, "r", "q") == [{"n": 1}, {"n": 2}]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_sender_cancelled_while_serving_a_waiter_loses_nothing(turns: int):
+    """A send to a queue with a waiting receiver hands the message over; if the sender's
+    session closes at any point once the send started, the message still reaches someone."""
     store = await Store.open(None)
     queues = Queues(store, long_poll_window=3.0)
     try:
         receiver = asyncio.create_task(queues.receive("r", "q"))
         async with asyncio.timeout(BOUND):
             await queues.until_waiting("r", "q")
-        hook = PopHook(store)
         sender = asyncio.create_task(queues.send("r", "q", {"n": 1}))
-        async with asyncio.timeout(BOUND):
-            await hook.started.wait()
+        await _yield(turns)
+        started = turns > 0  # a task cancelled before its first turn never ran
         sender.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError):
             await sender
+        if not started:
+            receiver.cancel()
         async with asyncio.timeout(BOUND):
-            got = await receiver
+            got = await asyncio.gather(receiver, return_exceptions=True)
             await queues.settle()
+        got = [g for g in got if isinstance(g, dict)]
         left = await _remaining(queues, "r", "q")
-        assert ([got] if got is not None else []) + left == [{"n": 1}]
+        assert got + left == ([{"n": 1}] if started else [])
     finally:
         await store.close()
 

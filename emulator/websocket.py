@@ -1,0 +1,293 @@
+"""uvicorn's websocket protocol, with a lean path for data frames.
+
+A room message is at least two websocket frames each way (a header packet and a data
+packet), and an upload from the SDK is a frame per KiB, so the cost per frame is the
+emulator's cost per operation. uvicorn's implementation (websockets' sans-I/O parser)
+spends most of it in generic machinery: a generator-based parser, a pause and resume of
+the socket (two ``epoll_ctl`` calls) for every message, and one ``send`` system call per
+frame written. ``FastWebSocketProtocol`` keeps uvicorn for everything but the hot path:
+
+- the HTTP handshake, denials, close handshakes, pings and pongs, the ASGI interface and
+  uvicorn's hooks are uvicorn's own (this is a subclass; FastAPI and Starlette see nothing
+  different);
+- once a connection is open without extensions, data frames (binary, text, continuation)
+  are parsed here, from the bytes as they arrive, and unmasked with websockets' C helper;
+  control frames are handed, byte for byte, to uvicorn's parser;
+- reading is paused only when more than ``READ_HIGH_WATER`` bytes wait for the app;
+- frames written in one turn of the event loop leave in one ``write`` (one system call for
+  a whole pipelined burst), just before the loop next waits for I/O.
+
+With permessage-deflate negotiated (``RoomServer(compression=True)``) every frame takes
+uvicorn's path unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
+
+try:  # the C helper ships in websockets' wheels; the pure-Python one is the fallback
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask
+
+# The scope extension through which the app may call this protocol's ASGI receive and send
+# directly, without the middleware wrappers in between (``lean_websocket`` in app.py).
+LEAN_EXTENSION = "localmesh.lean_websocket"
+OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
+CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1002, 1007, 1009
+READ_HIGH_WATER = 1024 * 1024  # bytes received but not yet read by the app: pause above this
+READ_LOW_WATER = 256 * 1024  # ... and resume below this
+WRITE_NOW = 256 * 1024  # frames pending past this many bytes are written at once
+COALESCE = 64 * 1024  # payloads up to this size are copied into one write with their neighbours
+
+
+class FastWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lean = False  # data frames parsed here (set once the handshake is done)
+        self._in = bytearray()  # bytes of an incomplete frame
+        self._fragments: list[bytes] | None = None  # a fragmented message being assembled
+        self._fragments_size = 0
+        self._fragmented_text = False
+        self._waiting_bytes = 0  # delivered to the app's queue, not yet read
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._flush_handle: asyncio.Handle | None = None
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # None: the handshake was refused before the app was called
+            scope["extensions"][LEAN_EXTENSION] = (self.receive, self.send)
+
+    # ------------------------------------------------------------ reading
+
+    def data_received(self, data: bytes) -> None:
+        if not self._lean and not self._go_lean():
+            super().data_received(data)
+            return
+        if self._in:
+            self._in += data
+            data = self._in
+        consumed = self._parse(data)
+        if consumed is None:  # the connection failed; nothing more is read
+            self._in.clear()
+        elif data is self._in:
+            del self._in[:consumed]
+        elif consumed < len(data):
+            self._in = bytearray(data[consumed:])
+
+    def _go_lean(self) -> bool:
+        """Take over data frames once the connection is open with no extension, and only
+        if uvicorn's parser holds no bytes of its own."""
+        conn = self.conn
+        if (
+            self.handshake_complete and self.initial_response is None and not self.close_sent
+            and conn.state is State.OPEN and not conn.extensions and not conn.reader.buffer
+        ):
+            self._lean = True
+        return self._lean
+
+    def _parse(self, data: bytes | bytearray) -> int | None:
+        """Handle every whole frame in ``data``; return how many bytes they took."""
+        view = memoryview(data)
+        size = len(data)
+        position = 0
+        while size - position >= 2:
+            first, second = data[position], data[position + 1]
+            length = second & 0x7F
+            header = 2
+            if length == 126:
+                if size - position < 4:
+                    break
+                length = int.from_bytes(view[position + 2 : position + 4], "big")
+                header = 4
+            elif length == 127:
+                if size - position < 10:
+                    break
+                length = int.from_bytes(view[position + 2 : position + 10], "big")
+                header = 10
+            opcode = first & 0x0F
+            if opcode >= 0x8:  # a control frame: uvicorn's parser handles it, byte for byte
+                if length > 125:
+                    return self._fail(CLOSE_PROTOCOL_ERROR, "control frame over 125 bytes")
+                end = position + header + 4 + length
+                if size < end:
+                    break
+                self._control(bytes(view[position:end]))
+                position = end
+                if self._lean is False:
+                    return None
+                continue
+            if not second & 0x80:
+                return self._fail(CLOSE_PROTOCOL_ERROR, "a client frame must be masked")
+            if first & 0x70:
+                return self._fail(CLOSE_PROTOCOL_ERROR, "reserved bits set with no extension")
+            # Refused from its header, before its bytes are buffered.
+            limit = self.conn.max_message_size
+            if limit is not None and self._fragments_size + length > limit:
+                return self._fail(CLOSE_TOO_BIG, f"message over {limit} bytes")
+            fragment_limit = self.conn.max_fragment_size
+            if fragment_limit is not None and length > fragment_limit:
+                return self._fail(CLOSE_TOO_BIG, f"frame over {fragment_limit} bytes")
+            start = position + header + 4
+            end = start + length
+            if size < end:
+                break
+            payload = apply_mask(view[start:end], view[start - 4 : start])
+            position = end
+            if not self._data_frame(opcode, bool(first & 0x80), payload):
+                return None
+        return position
+
+    def _data_frame(self, opcode: int, fin: bool, payload: bytes) -> bool:
+        """Deliver a data frame's message to the app; False if the connection failed."""
+        if opcode == OP_CONT:
+            if self._fragments is None:
+                self._fail(CLOSE_PROTOCOL_ERROR, "unexpected continuation frame")
+                return False
+            self._fragments.append(payload)
+            self._fragments_size += len(payload)
+            if not fin:
+                return True
+            payload = b"".join(self._fragments)
+            text = self._fragmented_text
+            self._fragments, self._fragments_size = None, 0
+        elif opcode in (OP_BINARY, OP_TEXT):
+            if self._fragments is not None:
+                self._fail(CLOSE_PROTOCOL_ERROR, "expected a continuation frame")
+                return False
+            text = opcode == OP_TEXT
+            if not fin:
+                self._fragments, self._fragments_size = [payload], len(payload)
+                self._fragmented_text = text
+                return True
+        else:
+            self._fail(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
+            return False
+        if self.close_sent:
+            return True  # past websocket.close: reads stay on until the peer's close reply
+        if text:
+            try:
+                event: dict[str, Any] = {"type": "websocket.receive", "text": payload.decode()}
+            except UnicodeDecodeError:
+                self._fail(CLOSE_INVALID_DATA, "text frame is not UTF-8")
+                return False
+        else:
+            event = {"type": "websocket.receive", "bytes": payload}
+        self.queue.put_nowait(event)
+        self._waiting_bytes += len(payload)
+        if self._waiting_bytes > READ_HIGH_WATER and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+        return True
+
+    def _control(self, frame: bytes) -> None:
+        self._flush()  # a pong or a close goes after the frames already written
+        self.conn.receive_data(frame)
+        if self.conn.parser_exc is not None:
+            self._lean = False
+            self.handle_parser_exception()
+            return
+        self.handle_events()
+        if self.conn.state is not State.OPEN:
+            self._lean = False  # closing: uvicorn's parser takes whatever comes now
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Close the connection for a protocol violation, as uvicorn's parser would."""
+        self._lean = False
+        self._fragments = None
+        self._flush()
+        self.conn.fail(code, reason)
+        self.handle_parser_exception()
+        return None
+
+    async def receive(self) -> Any:
+        event = await self.queue.get()
+        if event["type"] == "websocket.receive":
+            self._waiting_bytes -= len(event.get("bytes") or event.get("text") or "")
+        if self.read_paused and (self._waiting_bytes <= READ_LOW_WATER or self.queue.empty()):
+            self.read_paused = False
+            self.transport.resume_reading()
+        return event
+
+    # ------------------------------------------------------------ writing
+
+    async def send(self, message: Any) -> None:
+        if (
+            self._lean and message["type"] == "websocket.send" and not self.close_sent
+            and self.initial_response is None
+        ):
+            if not self.writable.is_set():
+                await self.writable.wait()
+            if self.disconnected:
+                raise ClientDisconnected()
+            data = message.get("bytes")
+            if data is not None:
+                self._queue_frame(OP_BINARY, data)
+            else:
+                self._queue_frame(OP_TEXT, message.get("text", "").encode())
+            return
+        self._flush()
+        await super().send(message)
+
+    def _queue_frame(self, opcode: int, payload: bytes) -> None:
+        length = len(payload)
+        if length < 126:
+            header = bytes((0x80 | opcode, length))
+        elif length < 65536:
+            header = bytes((0x80 | opcode, 126)) + length.to_bytes(2, "big")
+        else:
+            header = bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big")
+        self._out.append(header)
+        self._out.append(payload)
+        self._out_bytes += len(header) + length
+        if self._out_bytes >= WRITE_NOW:
+            self._flush()
+        elif self._flush_handle is None:
+            # Written on the next turn of the loop, with whatever else this turn writes.
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._out:
+            return
+        out, self._out, self._out_bytes = self._out, [], 0
+        if self.transport.is_closing():
+            return
+        pending: list[bytes] = []
+        for part in out:
+            if len(part) <= COALESCE:
+                pending.append(part)
+                continue
+            if pending:
+                self.transport.write(b"".join(pending))
+                pending = []
+            self.transport.write(part)  # a big payload is not copied into a joined buffer
+        if pending:
+            self.transport.write(b"".join(pending))
+
+    # ------------------------------------------------------------ uvicorn's paths that write
+
+    def send_keepalive_ping(self) -> None:
+        self._flush()
+        super().send_keepalive_ping()
+
+    def shutdown(self) -> None:
+        self._flush()
+        super().shutdown()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lean = False
+        self._out, self._out_bytes = [], 0
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        super().connection_lost(exc)
