@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -277,12 +277,15 @@ class Session:
 
     # ------------------------------------------------------------ dispatch
 
-    def _spawn(self, coroutine: Awaitable[None], slot: Slot | None = None) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], slot: Slot | None = None) -> None:
+        # Started at once (eagerly): a call runs up to its first real wait right here, in
+        # arrival order, instead of one turn of the event loop later.
+        task = asyncio.Task(coroutine, loop=asyncio.get_running_loop(), eager_start=True)
         if slot is not None:
             task.add_done_callback(lambda _: slot.release())
+        if not task.done():
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _dispatch(self, message_id: int, type: str, data: bytes) -> None:
         try:
