@@ -1,13 +1,18 @@
-"""The localmesh benchmark: queues, long-poll wake-ups and storage through the real SDK.
+"""The localmesh benchmark, side by side with Redis (issue 13).
 
-Everything runs in this process on 127.0.0.1: an ``emulator.RoomServer`` with its SQLite
-files in a temporary directory, and real ``meshagent.api.RoomClient`` connections over
-websockets. Client and server share one event loop, so the numbers are the round trip of
-the whole stack on one core: SDK encode, websocket, emulator, SQLite, and back.
+``localmesh serve`` and ``redis-server`` each run in a process of their own, durable
+against a crash (SQLite WAL + synchronous=NORMAL; Redis AOF + appendfsync everysec), on
+127.0.0.1. This process drives them with three clients: our ``RoomClient`` and the real
+MeshAgent SDK against localmesh, redis-py against Redis (LPUSH to send, BRPOP to receive).
+Rounds are interleaved (each round runs every client in turn) so that both sides see the
+same machine; ratios are the median of the per-round ratios, and each server's CPU time
+comes from /proc.
 
-    python -m bench            # ~30-60 s
-    python -m bench --quick    # ~10 s
-    python -m bench --update-docs   # also rewrite the results block of docs/benchmarks.md
+    bash bench/run.sh                  # the full run, a few minutes
+    bash bench/run.sh --quick          # about a minute, smaller counts
+    bash bench/run.sh --update-docs    # also write the table into docs/benchmarks.md and the chart
+
+It exits with 1 when a target of issue 13 is missed (``--no-fail`` only reports).
 """
 
 from __future__ import annotations
@@ -15,308 +20,474 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
+import hashlib
 import os
-import platform
 import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from meshagent.api import RoomClient
-from meshagent.api.websocket_protocol import WebSocketClientProtocol
+from bench.clients import Ours, Redis, Sdk, receive_many, send_many
+from bench.procs import Localmesh, PeakSampler, ServerProcess, run_localmesh, run_redis
+from bench.report import Report, Target, load_average, machine, update_docs, write_chart
 
-from localmesh.emulator import RoomServer
-
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
-PHASE_TIMEOUT = 120.0  # a phase that takes longer than this is broken, not slow
 MB = 1024 * 1024
-ONE_PROCESS = "client + server, one process"
+PHASE_TIMEOUT = 600.0  # a phase longer than this is broken, not slow
+PAD = "x" * 100  # each queue message: {"i": n, "pad": 100 bytes}
 
 
 @dataclass(frozen=True)
 class Config:
-    messages: int  # sequential phase: N sends, then N receives
-    pipelined: int  # pipelined phase: total messages
-    workers: int  # pipelined phase: concurrent senders, and as many receivers
-    rounds: int  # long-poll wake-up rounds
-    file_mb: int  # storage upload/download size
-    payload: int  # bytes of padding in each queue message
-    repeats: int  # storage round trips; the median is reported
+    rounds: int  # interleaved rounds of the throughput phases
+    pairs: int  # sequential send+receive pairs per client per round
+    pipelined: int  # pipelined messages per client per round (in batches of ``depth``)
+    depth: int  # requests in flight in the pipelined phase
+    wake_rounds: int  # long-poll wake-ups per client
+    pollers: int  # concurrent long-pollers
+    deep: int  # messages in the deep queue
+    shallow: int  # messages in the shallow queue
+    samples: int  # receives timed at each depth
+    file_mb: int  # the storage file
 
     def describe(self) -> str:
         return (
-            f"{self.messages} sequential and {self.pipelined} pipelined messages "
-            f"({self.workers}+{self.workers} clients, {self.payload} B of padding each), "
-            f"{self.rounds} wake-up rounds, a {self.file_mb} MB file {self.repeats}x"
+            f"{self.rounds} interleaved rounds of {self.pairs} sequential pairs and "
+            f"{self.pipelined} pipelined messages ({self.depth} in flight) per client; "
+            f"{self.wake_rounds} wake-ups; {self.pollers} long-pollers; receive at {self.shallow} "
+            f"and {self.deep:,} queued ({self.samples} samples); a {self.file_mb} MB file"
         )
 
 
-FULL = Config(messages=10000, pipelined=8000, workers=4, rounds=1000, file_mb=50, payload=128, repeats=3)
-QUICK = Config(messages=1000, pipelined=1000, workers=4, rounds=200, file_mb=50, payload=128, repeats=1)
+FULL = Config(rounds=5, pairs=1000, pipelined=3200, depth=64, wake_rounds=400, pollers=1000,
+              deep=100_000, shallow=100, samples=1000, file_mb=200)
+QUICK = Config(rounds=2, pairs=300, pipelined=1280, depth=64, wake_rounds=100, pollers=200,
+               deep=10_000, shallow=100, samples=300, file_mb=50)
 
 
 @dataclass
-class Row:
+class Side:
+    """One client against its server: throughput and CPU accumulated over the rounds."""
+
     name: str
-    value: str
-    detail: str = ""
+    server: ServerProcess
+    client: Any
+    seconds: float = 0.0
+    pairs: int = 0
+    cpu: float = 0.0
+    rates: list[float] | None = None
+
+    def record(self, pairs: int, seconds: float, cpu: float) -> None:
+        self.pairs += pairs
+        self.seconds += seconds
+        self.cpu += cpu
+        self.rates = (self.rates or []) + [pairs / seconds]
+
+    @property
+    def rate(self) -> float:
+        return self.pairs / self.seconds
+
+    @property
+    def cpu_per_op(self) -> float:
+        """Server CPU microseconds per queue operation (a pair is two: a send and a receive)."""
+        return self.cpu / (2 * self.pairs) * 1e6
 
 
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
+def _rate(value: float) -> str:
+    return f"{value:,.0f}/s"
 
-    def add(self, name: str, value: str, detail: str = "") -> None:
-        self.rows.append(Row(name, value, detail))
-        print(f"  {name:<44} {value:>14}  {detail}", flush=True)
 
-    def markdown(self) -> str:
-        lines = ["| measurement | result | detail |", "|---|---:|---|"]
-        lines += [f"| {r.name} | {r.value} | {r.detail} |" for r in self.rows]
-        return "\n".join(lines)
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def _mb(size: float) -> str:
+    return f"{size / MB:,.0f} MB"
 
 
 def percentile(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile of ``samples`` (q in 0..100)."""
     ordered = sorted(samples)
     rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
+def median_ratio(ours: list[float], theirs: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
 
 
-def latency_detail(samples: list[float]) -> str:
-    return f"p50 {ms(percentile(samples, 50))}, p99 {ms(percentile(samples, 99))}, n={len(samples)}"
+# ---------------------------------------------------------------- throughput
 
 
-def peak_rss_mb() -> float:
-    # Linux reports kilobytes, macOS bytes.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (MB if sys.platform == "darwin" else 1024)
+async def sequential_round(client: Any, queue: str, pairs: int, first: int) -> None:
+    for i in range(first, first + pairs):
+        await client.send(queue, {"i": i, "pad": PAD})
+        got = await client.receive(queue, wait=True)
+        if not isinstance(got, dict) or got.get("i") != i:
+            raise AssertionError(f"{queue}: sent {i}, received {got!r}")
 
 
-@contextlib.asynccontextmanager
-async def connect(server: RoomServer, room: str, name: str) -> AsyncIterator[RoomClient]:
-    token = server.mint_token(room=room, name=name)
-    protocol = WebSocketClientProtocol(url=server.room_url(room), token=token)
-    async with RoomClient(protocol_factory=protocol.create_factory()) as client:
-        yield client
+async def pipelined_round(client: Any, queue: str, total: int, depth: int, first: int) -> None:
+    for start in range(first, first + total, depth):
+        batch = [{"i": i, "pad": PAD} for i in range(start, start + depth)]
+        await send_many(client, queue, batch)
+        got = await receive_many(client, queue, depth)
+        if sorted(m["i"] for m in got if isinstance(m, dict)) != [m["i"] for m in batch]:
+            raise AssertionError(f"{queue}: a pipelined batch came back wrong")
 
 
-# ---------------------------------------------------------------- phases
+async def throughput(sides: list[Side], config: Config, pipelined: bool) -> None:
+    kind = "pipelined" if pipelined else "sequential"
+    for side in sides:  # a warm-up round each (connections, caches, queues created)
+        await (pipelined_round(side.client, f"warm-{kind}", config.depth * 4, config.depth, 0)
+               if pipelined else sequential_round(side.client, f"warm-{kind}", 50, 0))
+    for round_ in range(config.rounds):
+        # Rotate who goes first, so no client always follows the same neighbour.
+        for side in sides[round_ % len(sides):] + sides[: round_ % len(sides)]:
+            queue = f"{kind}-{side.name}"
+            first = round_ * max(config.pairs, config.pipelined)
+            cpu0, t0 = side.server.cpu_seconds(), time.perf_counter()
+            if pipelined:
+                await pipelined_round(side.client, queue, config.pipelined, config.depth, first)
+                pairs = config.pipelined
+            else:
+                await sequential_round(side.client, queue, config.pairs, first)
+                pairs = config.pairs
+            side.record(pairs, time.perf_counter() - t0, side.server.cpu_seconds() - cpu0)
 
 
-async def sequential_queue(server: RoomServer, config: Config, report: Report) -> None:
-    queue = "bench-sequential"
-    pad = "x" * config.payload
-    async with connect(server, "bench-q", "client") as room:
-        await room.queues.open(name=queue)
-        sends: list[float] = []
-        started = time.perf_counter()
-        for i in range(config.messages):
-            t0 = time.perf_counter()
-            await room.queues.send(name=queue, message={"i": i, "pad": pad})
-            sends.append(time.perf_counter() - t0)
-        send_total = time.perf_counter() - started
-
-        receives: list[float] = []
-        started = time.perf_counter()
-        for i in range(config.messages):
-            t0 = time.perf_counter()
-            message = await room.queues.receive(name=queue, wait=False)
-            receives.append(time.perf_counter() - t0)
-            if not isinstance(message, dict) or message.get("i") != i:
-                raise AssertionError(f"receive {i}: got {message!r}")
-        receive_total = time.perf_counter() - started
-        if await room.queues.receive(name=queue, wait=False) is not None:
-            raise AssertionError("the queue should be empty")
-    n = config.messages
-    report.add("queue send, sequential", f"{n / send_total:,.0f} msg/s", latency_detail(sends))
-    report.add("queue receive, sequential", f"{n / receive_total:,.0f} msg/s", latency_detail(receives))
-
-
-async def pipelined_queue(server: RoomServer, config: Config, report: Report) -> None:
-    """``workers`` senders and ``workers`` receivers at once, each on its own connection."""
-    queue = "bench-pipelined"
-    pad = "x" * config.payload
-    total, workers = config.pipelined, config.workers
-    server.long_poll_window = 0.25  # idle receivers give up quickly once everything arrived
-    received: list[int] = []
-    done = asyncio.Event()
-    finished_at = 0.0
-
-    async def sender(index: int, room: RoomClient) -> None:
-        for i in range(index, total, workers):
-            await room.queues.send(name=queue, message={"i": i, "pad": pad})
-
-    async def receiver(room: RoomClient) -> None:
-        nonlocal finished_at
-        while not done.is_set():  # bounded: every round either takes a message or times out
-            message = await room.queues.receive(name=queue, wait=True)
-            if message is None:
-                continue
-            received.append(message["i"])  # type: ignore[index]
-            if len(received) == total:
-                finished_at = time.perf_counter()
-                done.set()
-
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(connect(server, "bench-p", f"client-{i}"))
-            for i in range(2 * workers)
-        ]
-        senders, receivers = clients[:workers], clients[workers:]
-        await senders[0].queues.open(name=queue)
-        started = time.perf_counter()
-        receiving = [asyncio.create_task(receiver(room)) for room in receivers]
-        await asyncio.gather(*(sender(i, room) for i, room in enumerate(senders)))
-        sent_at = time.perf_counter()
-        await asyncio.wait_for(done.wait(), PHASE_TIMEOUT)
-        await asyncio.gather(*receiving)
-    if sorted(received) != list(range(total)):
-        raise AssertionError("pipelined: messages were lost or duplicated")
-    report.add(
-        f"queue send+receive, {workers}+{workers} clients",
-        f"{total / (finished_at - started):,.0f} msg/s",
-        f"{total} messages, first send to last receive {finished_at - started:.2f} s; "
-        f"the senders were done after {sent_at - started:.2f} s",
+def throughput_rows(report: Report, sides: dict[str, Side], pipelined: bool, config: Config) -> None:
+    ours, sdk, redis = sides["ours"], sides["sdk"], sides["redis"]
+    assert ours.rates and sdk.rates and redis.rates
+    label = f"pairs/s, {config.depth}-deep pipelined" if pipelined else "pairs/s, sequential"
+    ours_ratio = median_ratio(ours.rates, redis.rates)
+    sdk_ratio = median_ratio(sdk.rates, redis.rates)
+    report.row(
+        f"{label}, our client ÷ Redis", ours=_rate(ours.rate), redis=_rate(redis.rate),
+        compared=f"{ours_ratio:.2f}×",
+        target=Target(f"{label} (our client)", ours_ratio, 0.5 if pipelined else 0.75, True),
+    )
+    report.row(
+        f"{label}, real SDK ÷ Redis", sdk=_rate(sdk.rate), redis=_rate(redis.rate),
+        compared=f"{sdk_ratio:.2f}×",
+        target=None if pipelined else Target(f"{label} (real SDK)", sdk_ratio, 0.40, True),
+    )
+    ours_cpu = ours.cpu_per_op / redis.cpu_per_op
+    report.row(
+        f"server CPU per queue op, {'pipelined' if pipelined else 'sequential'}",
+        ours=_us(ours.cpu_per_op / 1e6), sdk=_us(sdk.cpu_per_op / 1e6),
+        redis=_us(redis.cpu_per_op / 1e6), compared=f"{ours_cpu:.1f}×",
+        target=None if pipelined else Target("server CPU per durable op ÷ Redis", ours_cpu, 3.0, False),
+        note=None if pipelined else (
+            "CPU time of each server process (all threads, user + system) from /proc, over the "
+            "timed rounds, ÷ operations (a pair = a send + a receive); the target is on our client's "
+            "rounds"),
     )
 
 
-async def long_poll_wakeup(server: RoomServer, config: Config, report: Report) -> None:
-    """A receive already parked at the server; another client sends; time from the start of
-    ``send()`` to the moment the waiting ``receive()`` returns in the receiving client."""
-    queue = "bench-wakeup"
-    server.long_poll_window = 5.0
+# ---------------------------------------------------------------- long-poll wake-ups
+
+
+async def wake_latencies(kind: str, server: ServerProcess, client: Any, rounds: int) -> list[float]:
+    """A receive parked at the server; another process sends; send start -> receive return."""
+    queue = f"wake-{kind}"
+    where = str(server.port)
+    key = getattr(server, "api_key", "-")
+    sender = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.sender", kind, where, key, queue,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert sender.stdin is not None and sender.stdout is not None
     samples: list[float] = []
-    queues = server.state.queues
+    try:
+        if await sender.stdout.readline() != b"ready\n":
+            raise RuntimeError(f"the {kind} sender did not start")
+        await client.receive(queue, wait=False)  # creates the queue
+        for round_ in range(rounds):
+            receiving = asyncio.ensure_future(client.receive(queue, wait=True))
+            # Let the receive reach the server and park there: the sender is another process,
+            # so there is nothing to wait on but time. 3 ms is well past a round trip here.
+            await asyncio.sleep(0.003)
+            sender.stdin.write(f"{round_}\n".encode())
+            await sender.stdin.drain()
+            message = await asyncio.wait_for(receiving, 30)
+            samples.append(time.perf_counter() - message["sent"])
+            if message["round"] != round_ or await sender.stdout.readline() != b"sent\n":
+                raise AssertionError(f"wake-up round {round_} went wrong: {message!r}")
+    finally:
+        sender.stdin.close()
+        await asyncio.wait_for(sender.wait(), 30)
+    return samples
 
-    async def receive(rx: RoomClient) -> tuple[Any, float]:
-        message = await rx.queues.receive(name=queue, wait=True)
-        return message, time.perf_counter()
 
-    async with connect(server, "bench-w", "receiver") as rx, connect(server, "bench-w", "sender") as tx:
-        await tx.queues.open(name=queue)
-        for i in range(config.rounds):
-            waiting = asyncio.create_task(receive(rx))
-            await _until_waiting(queues, "bench-w", queue)
+async def wake_rows(report: Report, local: Localmesh, redis_server: ServerProcess,
+                    clients: dict[str, Any], rounds: int) -> None:
+    results: dict[str, list[float]] = {"ours": [], "sdk": [], "redis": []}
+    per_block = max(1, rounds // 4)
+    for _ in range(0, rounds, per_block):  # interleaved blocks
+        for kind in results:
+            server = redis_server if kind == "redis" else local
+            results[kind] += await wake_latencies(kind, server, clients[kind], per_block)
+    p = {kind: (percentile(s, 50), percentile(s, 99)) for kind, s in results.items()}
+    cell = {kind: f"{_ms(p50)} / {_ms(p99)}" for kind, (p50, p99) in p.items()}
+    report.row(
+        "long-poll wake p50 / p99 (another process sends)", ours=cell["ours"], sdk=cell["sdk"],
+        redis=cell["redis"], compared=f"{p['ours'][1] / p['redis'][1]:.2f}× p99",
+        target=Target("wake p99 ÷ Redis BRPOP p99 (our client)", p["ours"][1] / p["redis"][1], 1.0,
+                      False),
+        note="from the start of the send in the other process to the return of the waiting "
+             "receive (CLOCK_MONOTONIC is one clock for both processes)",
+    )
+
+
+# ---------------------------------------------------------------- many long-pollers
+
+
+async def pollers_row(report: Report, local: Localmesh, redis_server: ServerProcess,
+                      count: int) -> None:
+    async def measure(kind: str) -> tuple[int, list[float]]:
+        server = redis_server if kind == "redis" else local
+        queue = f"pollers-{kind}"
+        connect: Callable[[int], Awaitable[Any]] = (
+            (lambda i: Redis.connect(server.port)) if kind == "redis"
+            else (lambda i: Ours.connect(local, "bench-pollers", f"poller-{i}")))
+        clients: list[Any] = []
+        for start in range(0, count, 50):  # connect 50 at a time
+            clients += await asyncio.gather(*(connect(i) for i in range(start, min(count, start + 50))))
+        sender = await (Redis.connect(server.port) if kind == "redis"
+                        else Ours.connect(local, "bench-pollers", "sender"))
+        woken: list[float] = []
+
+        async def poll(client: Any) -> None:
+            message = await client.receive(queue, wait=True)
+            woken.append(time.perf_counter() - message["sent"])
+
+        try:
+            await sender.receive(queue, wait=False)  # creates the queue
+            polls = [asyncio.ensure_future(poll(client)) for client in clients]
+            await asyncio.sleep(1.0 + count / 1000)  # every poll parked at the server
+            rss = server.rss()
+            for i in range(count):
+                await sender.send(queue, {"sent": time.perf_counter(), "i": i})
+            await asyncio.wait_for(asyncio.gather(*polls), 60)
+        finally:
+            for client in [*clients, sender]:
+                with contextlib.suppress(Exception):
+                    await client.close()
+        return rss, woken
+
+    ours_rss, ours = await measure("ours")
+    redis_rss, theirs = await measure("redis")
+    p99 = percentile(ours, 99)
+    report.row(
+        f"{count:,} concurrent long-pollers: server RSS", ours=_mb(ours_rss), redis=_mb(redis_rss),
+        target=Target(f"{count:,} long-pollers: server RSS (MB)", ours_rss / MB, 200, False),
+    )
+    report.row(
+        f"{count:,} concurrent long-pollers: wake p99", ours=_ms(p99), redis=_ms(percentile(theirs, 99)),
+        target=Target(f"{count:,} long-pollers: wake p99 (ms)", p99 * 1000, 10, False),
+        note=f"{count:,} connections each waiting in a receive; one sender then sends {count:,} "
+             "messages one after another; wake = send start to that receive's return",
+    )
+
+
+# ---------------------------------------------------------------- receive at depth
+
+
+async def depth_row(report: Report, client: Ours, config: Config) -> None:
+    shallow, deep = "depth-shallow", "depth-deep"
+    fill = 256
+    for queue, size in ((shallow, config.shallow + config.samples), (deep, config.deep)):
+        for start in range(0, size, fill):
+            await send_many(client, queue, [{"i": i, "pad": PAD}
+                                            for i in range(start, min(size, start + fill))])
+    times: dict[str, list[float]] = {shallow: [], deep: []}
+    for _ in range(config.samples):
+        for queue in (shallow, deep):  # interleaved
             t0 = time.perf_counter()
-            await tx.queues.send(name=queue, message={"i": i})
-            message, received_at = await asyncio.wait_for(waiting, PHASE_TIMEOUT)
-            samples.append(received_at - t0)
-            if not isinstance(message, dict) or message.get("i") != i:
-                raise AssertionError(f"wake-up round {i}: got {message!r}")
-    p50 = ms(percentile(samples, 50))
-    report.add("long-poll wake-up (send -> waiting receive)", p50, latency_detail(samples))
+            if await client.receive(queue, wait=False) is None:
+                raise AssertionError(f"{queue} ran dry")
+            times[queue].append(time.perf_counter() - t0)
+    at_shallow, at_deep = statistics.median(times[shallow]), statistics.median(times[deep])
+    report.row(
+        f"receive at {config.shallow} vs {config.deep:,} queued (median)",
+        ours=f"{_ms(at_shallow)} / {_ms(at_deep)}", compared=f"{at_deep / at_shallow:.2f}×",
+        target=Target(f"receive at {config.deep:,} ÷ at {config.shallow} queued", at_deep / at_shallow,
+                      1.2, False),
+    )
 
 
-async def _until_waiting(queues: Any, room: str, queue: str) -> None:
-    """Wait (at most 2 s) until the emulator holds a waiting receive on ``room``/``queue``."""
-    async with asyncio.timeout(2.0):
-        await queues.until_waiting(room, queue)
+# ---------------------------------------------------------------- storage
 
 
-async def storage_round_trip(server: RoomServer, config: Config, report: Report) -> None:
-    """Upload then download one random file with the SDK's ``upload``/``download``."""
+async def storage_rows(report: Report, local: Localmesh, clients: dict[str, Any], config: Config) -> None:
     data = os.urandom(config.file_mb * MB)
-    uploads: list[float] = []
-    downloads: list[float] = []
-    async with connect(server, "bench-s", "client") as room:
-        for _ in range(config.repeats):
+    digest = hashlib.sha256(data).digest()
+    cells: dict[str, dict[str, str]] = {}
+    speeds: dict[str, tuple[float, float, int]] = {}
+    for kind in ("ours", "sdk"):
+        storage = clients[kind].storage
+        path = f"bench/{kind}.bin"
+        with PeakSampler(local) as up:
             t0 = time.perf_counter()
-            await room.storage.upload(path="bench/big.bin", data=data, overwrite=True)
-            uploads.append(time.perf_counter() - t0)
+            if kind == "ours":
+                await storage.upload(path, data, overwrite=True)
+            else:
+                await storage.upload(path=path, data=data, overwrite=True)
+            up_s = time.perf_counter() - t0
+        with PeakSampler(local) as down:
             t0 = time.perf_counter()
-            downloaded = await room.storage.download(path="bench/big.bin")
-            downloads.append(time.perf_counter() - t0)
-            if downloaded.data != data:
-                raise AssertionError("storage: the download differs from the upload")
-            del downloaded
-    for name, times in (("upload", uploads), ("download", downloads)):
-        median = percentile(times, 50)
-        report.add(
-            f"storage {name}, {config.file_mb} MB", f"{config.file_mb / median:,.1f} MB/s",
-            f"median of {len(times)}: {median:.2f} s",
-        )
+            got = await (storage.download(path) if kind == "ours" else storage.download(path=path))
+            down_s = time.perf_counter() - t0
+        if hashlib.sha256(got.data).digest() != digest:
+            raise AssertionError(f"storage ({kind}): the download differs from the upload")
+        del got
+        raised = max(up.raised_by, down.raised_by)
+        speeds[kind] = (len(data) / MB / up_s, len(data) / MB / down_s, raised)
+        cells[kind] = {"up": f"{speeds[kind][0]:,.0f} MB/s", "down": f"{speeds[kind][1]:,.0f} MB/s",
+                       "rss": f"+{_mb(raised)}"}
+    ours = speeds["ours"]
+    label = f"storage, {config.file_mb} MB file"
+    report.row(f"{label}: upload", ours=cells["ours"]["up"], sdk=cells["sdk"]["up"],
+               target=Target("storage upload MB/s (our client)", ours[0], 150, True))
+    report.row(f"{label}: download", ours=cells["ours"]["down"], sdk=cells["sdk"]["down"],
+               target=Target("storage download MB/s (our client)", ours[1], 150, True))
+    worst = max(speeds["ours"][2], speeds["sdk"][2])
+    report.row(f"{label}: server peak RSS raised by", ours=cells["ours"]["rss"], sdk=cells["sdk"]["rss"],
+               target=Target("storage: server peak RSS raise (MB, either client)", worst / MB, 64, False),
+               note="the server's peak RSS (VmHWM, reset before each transfer) minus its RSS before")
+
+
+# ---------------------------------------------------------------- start-up
+
+
+START_SCRIPT = """
+import asyncio, time
+t0 = time.perf_counter()
+from localmesh import RoomClient, RoomServer
+t1 = time.perf_counter()
+async def main():
+    t2 = time.perf_counter()
+    async with RoomServer() as server:
+        token = server.mint_token(room="r", name="a")
+        async with RoomClient(server.url, "r", token) as room:
+            await room.queues.send("q", {"n": 1})
+            assert await room.queues.receive("q", wait=False) == {"n": 1}
+            t3 = time.perf_counter()
+    print(t1 - t0, t3 - t2)
+asyncio.run(main())
+"""
+
+
+def start_row(report: Report, runs: int = 5) -> None:
+    imports, starts = [], []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", START_SCRIPT], check=True, capture_output=True,
+                             text=True, timeout=120).stdout.split()
+        imports.append(float(out[0]))
+        starts.append(float(out[1]))
+    report.row(
+        "fresh in-process server + client: start, first send+receive",
+        ours=_ms(statistics.median(starts)),
+        note=f"median of {runs} fresh processes; importing localmesh before that took "
+             f"{_ms(statistics.median(imports))}",
+    )
 
 
 # ---------------------------------------------------------------- driver
 
 
-async def run(config: Config, data_dir: Path) -> Report:
+async def run(config: Config, folder: Path) -> Report:
     report = Report()
-    report.add("peak RSS at start", f"{peak_rss_mb():,.0f} MB", "Python, SDK and emulator imported")
-    async with RoomServer(data_dir=data_dir, long_poll_window=1.0) as server:
-        print(f"localmesh benchmark: emulator at {server.url}, SQLite in {data_dir}", flush=True)
-        for phase in (sequential_queue, pipelined_queue, long_poll_wakeup):
-            await asyncio.wait_for(phase(server, config, report), PHASE_TIMEOUT)
-        report.add("peak RSS after the queue phases", f"{peak_rss_mb():,.0f} MB", ONE_PROCESS)
-        await asyncio.wait_for(storage_round_trip(server, config, report), PHASE_TIMEOUT)
-        report.add("peak RSS after storage", f"{peak_rss_mb():,.0f} MB", ONE_PROCESS)
+    with run_localmesh(folder) as local, run_redis(folder) as redis_server:
+        print(f"localmesh serve (pid {local.pid}) on {local.port}, redis-server (pid "
+              f"{redis_server.pid}) on {redis_server.port}; load average {load_average()}", flush=True)
+        clients = {
+            "ours": await Ours.connect(local, "bench", "ours"),
+            "sdk": await Sdk.connect(local, "bench", "sdk"),
+            "redis": await Redis.connect(redis_server.port),
+        }
+        sides = {kind: Side(kind, redis_server if kind == "redis" else local, client)
+                 for kind, client in clients.items()}
+        try:
+            for pipelined in (False, True):
+                fresh = {kind: replace(side, seconds=0.0, pairs=0, cpu=0.0, rates=None)
+                         for kind, side in sides.items()}
+                await asyncio.wait_for(throughput(list(fresh.values()), config, pipelined), PHASE_TIMEOUT)
+                throughput_rows(report, fresh, pipelined, config)
+            wake_clients = {
+                "ours": await Ours.connect(local, "bench-wake", "receiver"),
+                "sdk": await Sdk.connect(local, "bench-wake", "receiver-sdk"),
+                "redis": await Redis.connect(redis_server.port),
+            }
+            try:
+                await asyncio.wait_for(
+                    wake_rows(report, local, redis_server, wake_clients, config.wake_rounds), PHASE_TIMEOUT)
+            finally:
+                for client in wake_clients.values():
+                    await client.close()
+            await asyncio.wait_for(pollers_row(report, local, redis_server, config.pollers), PHASE_TIMEOUT)
+            await asyncio.wait_for(depth_row(report, clients["ours"], config), PHASE_TIMEOUT)
+            await asyncio.wait_for(storage_rows(report, local, clients, config), PHASE_TIMEOUT)
+        finally:
+            for client in clients.values():
+                with contextlib.suppress(Exception):
+                    await client.close()
+    start_row(report)
     return report
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
-
-
-def update_docs(report: Report, config: Config, quick: bool, elapsed: float) -> None:
-    text = DOCS.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{DOCS} has no {BEGIN} ... {END} block to replace")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    block = (
-        f"{BEGIN}\n"
-        f"Measured {date.today().isoformat()} with `python -m bench{' --quick' if quick else ''}` "
-        f"({elapsed:.0f} s) on {machine()}. Settings: {config.describe()}.\n\n"
-        f"{report.markdown()}\n"
-        f"{END}"
-    )
-    DOCS.write_text(head + block + tail)
-    print(f"wrote the results into {DOCS}")
+def _raise_open_files() -> None:
+    # 1,000 long-pollers: a socket each here and in the server (which inherits the limit).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts: about 10 s")
-    parser.add_argument("--messages", type=int, help="sequential phase: messages sent then received")
-    parser.add_argument("--rounds", type=int, help="long-poll wake-up rounds")
+    parser.add_argument("--quick", action="store_true", help="smaller counts: about a minute")
+    parser.add_argument("--rounds", type=int, help="interleaved throughput rounds")
     parser.add_argument("--file-mb", type=int, help="storage phase: file size in MB")
-    parser.add_argument("--update-docs", action="store_true", help=f"rewrite the results block of {DOCS}")
+    parser.add_argument("--pollers", type=int, help="concurrent long-pollers")
+    parser.add_argument("--update-docs", action="store_true",
+                        help="write the table into docs/benchmarks.md and the chart beside it")
+    parser.add_argument("--no-fail", action="store_true", help="exit 0 even when a target is missed")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
-    overrides = {k: v for k, v in (("messages", args.messages), ("rounds", args.rounds),
-                                    ("file_mb", args.file_mb)) if v is not None}
+    overrides = {k: v for k, v in (("rounds", args.rounds), ("file_mb", args.file_mb),
+                                    ("pollers", args.pollers)) if v is not None}
     if any(v <= 0 for v in overrides.values()):
         parser.error("counts and sizes must be positive")
-    config = Config(**{**config.__dict__, **overrides})
-    logging.basicConfig(level=logging.WARNING)
-    for name, value in {"MESHAGENT_DISABLE_VERSION_CHECK": "1"}.items():
-        os.environ.setdefault(name, value)
-    print(f"machine: {machine()}")
+    config = replace(config, **overrides)
+    _raise_open_files()
+    os.environ.setdefault("MESHAGENT_DISABLE_VERSION_CHECK", "1")
+    print(f"machine: {machine()}\nsettings: {config.describe()}", flush=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="localmesh-bench-") as tmp:
-        report = asyncio.run(run(config, Path(tmp) / "data"))
+        report = asyncio.run(run(config, Path(tmp)))
     elapsed = time.perf_counter() - started
-    print(f"\n{report.markdown()}\n\ntotal {elapsed:.1f} s")
+    print(f"\n{report.markdown()}\n\ntotal {elapsed:.0f} s; load average {load_average()}")
     if args.update_docs:
-        update_docs(report, config, args.quick, elapsed)
+        header = (
+            f"Measured {date.today().isoformat()} with `bash bench/run.sh"
+            f"{' --quick' if args.quick else ''}` ({elapsed:.0f} s) on {machine()}; load average "
+            f"at the end {load_average()}. Settings: {config.describe()}."
+        )
+        update_docs(report, header)
+        write_chart(report)
+    if report.missed:
+        print("targets missed: " + "; ".join(f"{t.label}: {t.value:.3g} (target {t.describe()})"
+                                             for t in report.missed))
+        if not args.no_fail:
+            raise SystemExit(1)
