@@ -27,6 +27,7 @@ from localmesh.emulator.outbox import Outbox, OutboxClosed
 from localmesh.protocol.sdk_versions import ClientVersion
 from localmesh.protocol.tokens import Participant, token_expiry
 from localmesh.protocol.wire import (
+    PACKET_DATA_SIZE,
     Content,
     InboundBudget,
     PacketAssembler,
@@ -85,6 +86,8 @@ class Session:
         client: ClientVersion | None = None,
         frame_budget: FrameBudget | None = None,
         hang_up: Abort | None = None,
+        packet_size: int = PACKET_DATA_SIZE,
+        accept_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         limits = limits or Limits()
         self.websocket = websocket
@@ -115,6 +118,8 @@ class Session:
         self._now = now  # the server's clock: a token that expires mid-connection is refused
         self._expires = token_expiry(participant.claims)
         self._reader: asyncio.Task[None] | None = None
+        self._packet_size = packet_size  # what the client said it takes (1024: the SDK)
+        self._accept_headers = accept_headers or []
         self.closed = asyncio.Event()
 
     # ------------------------------------------------------------ writing
@@ -128,7 +133,8 @@ class Session:
     async def _write(
         self, message_id: int, type: str, data: bytes, budget: FrameBudget | None = None
     ) -> None:
-        frames, whole = self._within_budgets(encode_message(message_id, type, data), budget)
+        frames, whole = self._within_budgets(
+            encode_message(message_id, type, data, self._packet_size), budget)
         await self._outbox.put(frames)
         if not whole:
             raise ConnectionResetError("localmesh: connection cut by an injected fault")
@@ -179,7 +185,8 @@ class Session:
         (the event is then not delivered). Returns whether it was queued."""
         self._next_id += 1
         try:
-            frames, whole = self._within_budgets(encode_message(self._next_id, type, pack(header)))
+            frames, whole = self._within_budgets(
+                encode_message(self._next_id, type, pack(header), self._packet_size))
             self._outbox.put_nowait(frames)
         except (OutboxClosed, ConnectionResetError):
             return False
@@ -207,7 +214,7 @@ class Session:
     # ------------------------------------------------------------ lifecycle
 
     async def run(self, *, room_url: str) -> None:
-        await self.websocket.accept()
+        await self.websocket.accept(headers=self._accept_headers)
         self._outbox.start()
         self._reader = asyncio.current_task()
         try:
