@@ -26,7 +26,12 @@ from localmesh.emulator.url_token import UrlTokenMiddleware, redact, url_token
 from localmesh.emulator.websocket import LEAN_EXTENSION
 from localmesh.protocol.sdk_versions import ClientVersion
 from localmesh.protocol.tokens import SDK_VERSION, AuthError, bearer_token
-from localmesh.protocol.wire import guess_mime_type
+from localmesh.protocol.wire import (
+    LARGE_PACKET_SIZE,
+    PACKET_SIZE_HEADER,
+    agreed_packet_size,
+    guess_mime_type,
+)
 
 logger = logging.getLogger("localmesh.app")
 
@@ -109,6 +114,11 @@ def create_app(state: EmulatorState) -> FastAPI:
             client=ClientVersion.parse(websocket.query_params.get("v")),
             frame_budget=state.faults.connection_budget(room, participant.name),
             hang_up=None if guard is None else guard.close_for(websocket.scope),
+            # localmesh's own client takes big packets (and says so); the SDK gets 1024 bytes.
+            # We announce the biggest packet we take ourselves (Limits.max_packet_bytes).
+            packet_size=agreed_packet_size(websocket.headers.get(PACKET_SIZE_HEADER)),
+            accept_headers=[(PACKET_SIZE_HEADER.encode(),
+                             str(min(LARGE_PACKET_SIZE, limits.max_packet_bytes)).encode())],
         )
         state.rooms.join(session)
         # Its own task: each frame wakes the session's read loop, which then resumes only its

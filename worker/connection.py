@@ -18,10 +18,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from localmesh.protocol.error_codes import UNEXPECTED_RESPONSE_TYPE
 from localmesh.protocol.wire import (
+    LARGE_PACKET_SIZE,
+    PACKET_DATA_SIZE,
+    PACKET_SIZE_HEADER,
     Content,
     Message,
     PacketAssembler,
     WireError,
+    agreed_packet_size,
     content_from_header,
     encode_message,
     pack,
@@ -29,6 +33,7 @@ from localmesh.protocol.wire import (
     unpack_content,
 )
 from localmesh.worker.errors import ConnectionLost, RoomClosed, RoomError
+from localmesh.worker.frames import masked_binary_frames
 
 logger = logging.getLogger("localmesh.worker.connection")
 
@@ -87,6 +92,7 @@ class Connection:
         self._ws = ws
         self._on_event = on_event
         self._assembler = PacketAssembler()
+        self.packet_size = PACKET_DATA_SIZE  # data bytes per packet this side sends
         self._write_lock = asyncio.Lock()
         self._next_id = 0
         self._pending: dict[int, _Pending] = {}
@@ -120,7 +126,11 @@ class Connection:
         try:
             ws = await connect(
                 url,
-                additional_headers={"Authorization": f"Bearer {token}"},
+                additional_headers={
+                    "Authorization": f"Bearer {token}",
+                    # localmesh then sends big packets; other servers ignore the header.
+                    PACKET_SIZE_HEADER: str(LARGE_PACKET_SIZE),
+                },
                 max_size=None,
                 open_timeout=timeout,
                 # Pings keep a silent long-poll from looking dead to proxies and detect
@@ -139,6 +149,8 @@ class Connection:
         except (OSError, TimeoutError, WebSocketException) as error:
             raise ConnectionLost(f"could not connect to {url}: {error}") from None
         connection = cls(ws, on_event=on_event)
+        # Big packets only to a server that says it takes them (localmesh does).
+        connection.packet_size = agreed_packet_size(ws.response.headers.get(PACKET_SIZE_HEADER))
         ready = asyncio.create_task(connection._ready.wait())
         closed = asyncio.create_task(connection.closed.wait())
         try:
@@ -169,31 +181,31 @@ class Connection:
         self, type: str, data: bytes, pending: _Pending | None
     ) -> int:
         async with self._write_lock:
-            if self.closed.is_set():
+            if self.closed.is_set() or self._ws.transport.is_closing():
                 raise self._closed_error()
             self._next_id += 1
             message_id = self._next_id
             if pending is not None:
-                # Registered before the first frame goes out: the reply may be read
-                # while we are still awaiting the socket.
+                # Registered before the frames go out: the reply may be read at once.
                 self._pending[message_id] = pending
-            try:
-                for frame in encode_message(message_id, type, data):
-                    await self._ws.send(frame)
-            except ConnectionClosed:
-                self._pending.pop(message_id, None)
-                raise self._closed_error() from None
+            # All the message's frames in one write: never half a message on the socket,
+            # whatever happens to the caller afterwards.
+            frames = encode_message(message_id, type, data, self.packet_size)
+            self._ws.transport.write(masked_binary_frames(frames))
+            if self._ws.paused:  # the socket is full: wait for room before the next message
+                try:
+                    await self._ws.drain()
+                except asyncio.CancelledError:
+                    if pending is not None:
+                        _abandon(pending)  # sent: its reply goes to the orphan handler
+                    raise
+                except ConnectionError:
+                    pass  # the reader sees the connection end and fails what is pending
             return message_id
 
     async def _write_whole(self, type: str, data: bytes, pending: _Pending | None) -> int:
-        """Write one message; a cancelled caller never leaves half a message on the socket."""
-        task = asyncio.ensure_future(self._write(type, data, pending))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if pending is not None:
-                task.add_done_callback(lambda _: _abandon(pending))
-            raise
+        """Write one message (``_write`` never leaves half of one on the socket)."""
+        return await self._write(type, data, pending)
 
     async def send(self, type: str, header: dict[str, Any], payload: bytes = b"") -> None:
         """Send a message that gets no reply (request chunks, ``set_attributes``)."""

@@ -11,7 +11,8 @@ from localmesh.protocol.wire import Content, binary_content, guess_mime_type
 from localmesh.worker.errors import RoomError
 from localmesh.worker.streams import ToolStream
 
-DOWNLOAD_CHUNK_SIZE = 65536
+DOWNLOAD_CHUNK_SIZE = 65536  # what the SDK asks for
+LARGE_DOWNLOAD_CHUNK = 1024 * 1024  # from a server that takes big packets (localmesh)
 DEFAULT_PULL_SIZE = 65536
 
 
@@ -126,9 +127,8 @@ class StorageClient:
 
     async def download(self, path: str) -> DownloadedFile:
         async with await self._room.open_tool_stream("storage", "download") as stream:
-            await stream.send(
-                binary_content({"kind": "start", "path": path, "chunk_size": DOWNLOAD_CHUNK_SIZE})
-            )
+            chunk_size = DOWNLOAD_CHUNK_SIZE if stream.packet_size <= 1024 else LARGE_DOWNLOAD_CHUNK
+            await stream.send(binary_content({"kind": "start", "path": path, "chunk_size": chunk_size}))
             await stream.opened()
             start = await stream.receive()
             headers = _binary_headers(start, "start")

@@ -38,6 +38,11 @@ class ToolStream:
         if not self._reply.done():
             self._reply.cancel()
 
+    @property
+    def packet_size(self) -> int:
+        """Data bytes per packet on this connection (more than 1024 only with localmesh)."""
+        return self._connection.packet_size
+
     async def send(self, content: Content) -> None:
         await self._connection.send(
             "room.tool_call_request_chunk",

@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 PACKET_DATA_SIZE = 1024
+# The packet size both ends use when each says it takes it: localmesh's client and server
+# announce it in the ``x-localmesh-packet-size`` header of the websocket handshake (the real
+# SDK and server never do, so with them packets stay at PACKET_DATA_SIZE, as the SDK sends).
+LARGE_PACKET_SIZE = 1024 * 1024
+PACKET_SIZE_HEADER = "x-localmesh-packet-size"
 _ID = 8
 _INDEX = 4
 _COUNT = 4
@@ -71,20 +76,31 @@ class InboundBudget:
 # ---------------------------------------------------------------- packet framing
 
 
-def packet_count(data: bytes) -> int:
-    return (len(data) + PACKET_DATA_SIZE - 1) // PACKET_DATA_SIZE
+def packet_count(data: bytes, packet_size: int = PACKET_DATA_SIZE) -> int:
+    return (len(data) + packet_size - 1) // packet_size
 
 
-def encode_message(message_id: int, type: str, data: bytes) -> list[bytes]:
+def encode_message(
+    message_id: int, type: str, data: bytes, packet_size: int = PACKET_DATA_SIZE
+) -> list[bytes]:
     """The frames of one message, to be written back to back, never interleaved."""
-    count = packet_count(data)
+    count = packet_count(data, packet_size)
     id_bytes = message_id.to_bytes(_ID, "big")
     frames = [id_bytes + (0).to_bytes(_INDEX, "big") + count.to_bytes(_COUNT, "big") + type.encode()]
     view = memoryview(data)
     for index in range(count):
-        chunk = view[index * PACKET_DATA_SIZE : (index + 1) * PACKET_DATA_SIZE]
+        chunk = view[index * packet_size : (index + 1) * packet_size]
         frames.append(id_bytes + (index + 1).to_bytes(_INDEX, "big") + bytes(chunk))
     return frames
+
+
+def agreed_packet_size(announced: str | None) -> int:
+    """The packet size to send with, given the peer's ``x-localmesh-packet-size`` header."""
+    try:
+        offered = int(announced) if announced is not None else 0
+    except ValueError:
+        offered = 0
+    return min(offered, LARGE_PACKET_SIZE) if offered > PACKET_DATA_SIZE else PACKET_DATA_SIZE
 
 
 class PacketAssembler:
