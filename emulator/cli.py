@@ -28,6 +28,7 @@ from localmesh.emulator.limits import Limits
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from localmesh.emulator.server import RoomServer, environment
 from localmesh.emulator.services.images import parse_mount_option
+from localmesh.emulator.storage import DEFAULT_MAX_FILE_BYTES
 from localmesh.emulator.studio import login_link
 from localmesh.protocol.tokens import ROLES, mint_token
 from localmesh.scripted_llm import ScriptError
@@ -62,6 +63,9 @@ def serve(
         "--limit", metavar="NAME=VALUE",
         help="Change one of the server's bounds, e.g. --limit max_connections=200"
              " (repeatable; the names are in docs/hardening.md).")] = None,
+    max_file_mb: Annotated[int, typer.Option(
+        min=1, help="Largest file an upload may store, in MiB; bigger ones are refused up front.")
+    ] = DEFAULT_MAX_FILE_BYTES // (1024 * 1024),
 ) -> None:
     """Run the room emulator in the foreground until Ctrl-C or SIGTERM (a second one forces the exit)."""
     try:
@@ -76,6 +80,7 @@ def serve(
         host=host, port=port, data_dir=None if in_memory else data_dir,
         long_poll_window=long_poll_window, llm_script=llm_script, log_level="info",
         mount_images=mounts, limits=limits,
+        max_file_bytes=max_file_mb * 1024 * 1024,
     )
     try:
         asyncio.run(_serve(server, in_memory))
