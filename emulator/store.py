@@ -116,6 +116,7 @@ class Store:
         self._batch: list[Committed] = []
         self._unlink_after_commit: list[str] = []  # blobs the open batch stops pointing at
         self._flush_scheduled = False
+        self._closed = False
         self._rollback_listeners: list[Callable[[], None]] = []
         self.commits = 0  # how many batches were committed (the benchmark reports writes/commit)
         self.writes = 0
@@ -166,6 +167,7 @@ class Store:
 
     async def close(self) -> None:
         self._flush()
+        self._closed = True  # a flush still scheduled finds nothing to do
         self._db.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # closing it releases the lock
@@ -206,7 +208,7 @@ class Store:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if not self._db.in_transaction:
+        if self._closed or not self._db.in_transaction:
             return
         try:
             self._db.execute("COMMIT")
