@@ -93,6 +93,7 @@ class Connection:
         self._on_event = on_event
         self._assembler = PacketAssembler()
         self.packet_size = PACKET_DATA_SIZE  # data bytes per packet this side sends
+        self._turn_buffer: list[bytes] | None = None  # messages waiting for the turn's end
         self._write_lock = asyncio.Lock()
         self._next_id = 0
         self._pending: dict[int, _Pending] = {}
@@ -166,6 +167,8 @@ class Connection:
 
     async def close(self) -> None:
         self._closing = True
+        if self._turn_buffer:
+            self._end_turn()  # what this turn wrote goes before the close frame
         with contextlib.suppress(Exception):
             await self._ws.close()
         with contextlib.suppress(asyncio.CancelledError):
@@ -191,7 +194,7 @@ class Connection:
             # All the message's frames in one write: never half a message on the socket,
             # whatever happens to the caller afterwards.
             frames = encode_message(message_id, type, data, self.packet_size)
-            self._ws.transport.write(masked_binary_frames(frames))
+            self._send_now_or_soon(masked_binary_frames(frames))
             if self._ws.paused:  # the socket is full: wait for room before the next message
                 try:
                     await self._ws.drain()
@@ -202,6 +205,21 @@ class Connection:
                 except ConnectionError:
                     pass  # the reader sees the connection end and fails what is pending
             return message_id
+
+    def _send_now_or_soon(self, data: bytes) -> None:
+        """The first message of a loop turn goes out at once (no added latency); the ones
+        after it in the same turn (a pipelined burst) go together in one write at its end."""
+        if self._turn_buffer is None:
+            self._ws.transport.write(data)
+            self._turn_buffer = []
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        else:
+            self._turn_buffer.append(data)
+
+    def _end_turn(self) -> None:
+        buffered, self._turn_buffer = self._turn_buffer, None
+        if buffered and not self._ws.transport.is_closing():
+            self._ws.transport.write(b"".join(buffered))
 
     async def _write_whole(self, type: str, data: bytes, pending: _Pending | None) -> int:
         """Write one message (``_write`` never leaves half of one on the socket)."""
