@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -189,8 +189,18 @@ def lean_websocket(websocket: WebSocket) -> WebSocket:
     direct = websocket.scope.get("extensions", {}).get(LEAN_EXTENSION)
     if direct is None:
         return websocket
-    receive, send = direct
-    return WebSocket(websocket.scope, receive, send)
+    receive, send, send_frames = direct
+    return _LeanWebSocket(websocket.scope, receive, send, send_frames)
+
+
+class _LeanWebSocket(WebSocket):
+    """Starlette's websocket on uvicorn's protocol directly, with ``send_frames`` (the frames
+    of one message in one write)."""
+
+    def __init__(self, scope: Any, receive: Any, send: Any,
+                 send_frames: Callable[[list[bytes]], Awaitable[None]]) -> None:
+        super().__init__(scope, receive, send)
+        self.send_frames = send_frames
 
 
 def _inline_disposition(name: str) -> str:
