@@ -1,7 +1,7 @@
 """The localmesh benchmark, side by side with Redis (issue 13).
 
 ``localmesh serve`` and ``redis-server`` each run in a process of their own, durable
-against a crash (SQLite WAL + synchronous=NORMAL; Redis AOF + appendfsync everysec), on
+against a process crash (SQLite WAL + synchronous=NORMAL; Redis AOF + appendfsync no), on
 127.0.0.1. This process drives them with three clients: our ``RoomClient`` and the real
 MeshAgent SDK against localmesh, redis-py against Redis (LPUSH to send, BRPOP to receive).
 Rounds are interleaved (each round runs every client in turn) so that both sides see the
