@@ -126,7 +126,7 @@ def write_chart(report: Report, path: Path = CHART) -> None:
     import matplotlib.pyplot as plt
 
     targets = report.targets
-    figure, axis = plt.subplots(figsize=(9, 0.45 * len(targets) + 1.6))
+    figure, axis = plt.subplots(figsize=(11, 0.45 * len(targets) + 1.6))
     labels = [target.label for target in targets]
     scores = [min(target.score, 5.0) for target in targets]
     colours = ["#3a923a" if target.met else "#c0392b" for target in targets]
@@ -134,11 +134,11 @@ def write_chart(report: Report, path: Path = CHART) -> None:
     axis.axvline(1.0, color="black", linewidth=1)
     axis.invert_yaxis()
     axis.set_xlabel("measured ÷ target (≥ 1: met; capped at 5)")
-    axis.set_title("localmesh against issue 13's targets (Redis measured in the same run)")
+    axis.set_title("localmesh against issue 13's targets (Redis measured in the same run)", fontsize=10)
     for index, target in enumerate(targets):
         axis.text(min(target.score, 5.0) + 0.03, index, f"{_number(target.value)} ({target.describe()})",
                   va="center", fontsize=8)
-    axis.set_xlim(0, 5.8)
+    axis.set_xlim(0, 6.6)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
