@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from localmesh.emulator.errors import (
     RoomError,
 )
 from localmesh.emulator.paths import InvalidPath, basename, normalize_path, parent_of
-from localmesh.emulator.store import FileRow, Store
+from localmesh.emulator.store import FileRow, Store, StoreFailed
 
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3  # an upload over this is refused before its bytes are stored
 
@@ -280,6 +281,8 @@ class Upload:
         try:
             await self._blob.write(data)
         except OSError as error:
+            if error.errno == errno.ENOSPC:  # as SQLite says it, so a full disk is one case
+                raise StoreFailed(f"database or disk is full (storing {self.path!r})") from None
             raise RoomError(OPERATION_FAILED, f"could not store {self.path!r}: {error}") from None
 
     async def commit(self) -> None:

@@ -95,8 +95,9 @@ class FileRow:
     blob: str = ""
 
 
-class StoreFailed(RuntimeError):
-    """A batch could not be committed (disk full, I/O error): its writes were rolled back."""
+class StoreFailed(sqlite3.OperationalError):
+    """A batch could not be committed (disk full, I/O error): its writes were rolled back.
+    An ``OperationalError`` with SQLite's message, as the statement itself would raise."""
 
 
 Committed = asyncio.Future[None]

@@ -175,9 +175,11 @@ async def test_developer_logs_are_bounded():
 async def test_the_data_dir_is_private(tmp_path):
     async with RoomServer(data_dir=tmp_path / "data"):
         mode = stat.S_IMODE(os.stat(tmp_path / "data").st_mode)
-        files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "data").iterdir()}
+        # files 0600; folders (blobs/, the file contents) 0700
+        entries = {p.name: (p.is_dir(), stat.S_IMODE(p.stat().st_mode))
+                   for p in (tmp_path / "data").iterdir()}
     assert mode == 0o700
-    assert files and all(m == 0o600 for m in files.values()), files
+    assert entries and all(m == (0o700 if folder else 0o600) for folder, m in entries.values()), entries
 
 
 async def test_more_concurrent_uploads_than_request_slots_all_finish():
