@@ -176,7 +176,7 @@ def parse_message(text: str, max_bytes: int) -> Any:
 async def send_to_queue(state: EmulatorState, room: str, queue: str, text: str) -> dict[str, Any]:
     if not queue:
         raise StudioError(400, "a queue needs a name")
-    message = parse_message(text, state.settings.max_message_bytes)
+    message = parse_message(text, state.settings.limits.max_message_bytes)
     await state.queues.send(room, queue, message)
     return {"name": queue, "sent": message}
 

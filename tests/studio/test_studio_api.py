@@ -120,7 +120,8 @@ async def test_sending_names_what_is_wrong(api, localmesh_server) -> None:
     )
     no_text = await api.post(f"/rooms/{ROOM}/queues/tasks", json={"text": "{}"})
     assert no_text.status_code == 400 and "message" in no_text.json()["error"]
-    localmesh_server.state.settings.max_message_bytes = 10
+    settings = localmesh_server.state.settings
+    settings.limits = settings.limits.replace(max_message_bytes=10)
     too_big = await api.post(f"/rooms/{ROOM}/queues/tasks", json={"message": '"' + "x" * 20 + '"'})
     assert too_big.status_code == 400 and "limit of 10 bytes" in too_big.json()["error"]
     assert ok(await api.get(f"/rooms/{ROOM}/queues"))["queues"] == []  # nothing was sent
