@@ -49,10 +49,21 @@ class Call:
     opened: bool = field(default=False, init=False)
     # Set by a drop_reply fault: the connection is cut after this many frames of the reply.
     budget: FrameBudget | None = field(default=None, init=False)
+    # For the timeline: what a streamed call was about (its json arguments say nothing), and
+    # the error code a handler answered with inside its stream.
+    note: dict[str, Any] | None = field(default=None, init=False)
+    error_code: int | None = field(default=None, init=False)
 
     @property
     def participant(self) -> Participant:
         return self.peer.participant
+
+    @property
+    def summary_arguments(self) -> dict[str, Any] | None:
+        """What the timeline shows of the arguments (a reference, summarised when read)."""
+        if self.note is not None:
+            return self.note
+        return self.arguments.header.get("json") if self.arguments.type == "json" else None
 
     @property
     def streamed(self) -> bool:

@@ -6,8 +6,9 @@
     DELETE /_localmesh/faults/{id}   -> 204, or 404
     DELETE /_localmesh/faults        -> 204: every fault removed
 
-Only the project API key may use it (``Authorization: Bearer ma-...``): a participant token is
-refused with 403, anything else with 401.
+Only a project API key may use it (``Authorization: Bearer ma-...``): a participant token is
+refused with 403, anything else with 401. A key reaches its own project's faults only: rooms
+are its rooms, and what it adds aims at them alone.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from localmesh.emulator.faults import ADMIN_PATH
+from localmesh.emulator.namespaces import check_room_name, room_key
 from localmesh.protocol.tokens import AuthError, bearer_token
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from starlette.requests import HTTPConnection
+
     from localmesh.emulator.state import EmulatorState
 
 PREFIX = ADMIN_PATH
@@ -31,15 +37,19 @@ def _error(status: int, message: str) -> JSONResponse:
                         headers={"x-localmesh-reason": message.encode("ascii", "replace").decode()})
 
 
-def create_fault_router(state: EmulatorState) -> APIRouter:
+def create_fault_router(state_of: Callable[[HTTPConnection], EmulatorState]) -> APIRouter:
+    """The routes; ``state_of(request)`` is the state of the server that received it."""
     router = APIRouter(prefix=PREFIX)
 
-    def denied(request: Request) -> JSONResponse | None:
+    def namespace_of(request: Request) -> str | JSONResponse:
+        """The project of the request's API key, or the refusal to answer with."""
+        state = state_of(request)
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             return _error(401, "send 'Authorization: Bearer <the project API key>'")
-        if state.is_api_key(token):
-            return None
+        key = state.keyring.by_text(token)
+        if key is not None:
+            return state.keyring.namespace(key.key_id)
         try:
             state.verifier.verify(token)
         except AuthError:
@@ -48,8 +58,10 @@ def create_fault_router(state: EmulatorState) -> APIRouter:
 
     @router.post("")
     async def add(request: Request) -> Response:
-        if (refusal := denied(request)) is not None:
-            return refusal
+        state = state_of(request)
+        namespace = namespace_of(request)
+        if isinstance(namespace, Response):
+            return namespace
         try:
             body = await request.json()
         except ValueError as error:
@@ -58,40 +70,52 @@ def create_fault_router(state: EmulatorState) -> APIRouter:
             return _error(400, 'the body must be a JSON object with a "kind"')
         options: dict[str, Any] = dict(body)
         kind = options.pop("kind")
+        options.pop("namespace", None)  # a key's faults aim at its own project's rooms
         try:
-            fault = state.faults.add(kind, **options)
+            if isinstance(options.get("room"), str):
+                options["room"] = room_key(namespace, check_room_name(options["room"]))
+            fault = state.faults.add(kind, namespace=namespace or None, **options)
         except (TypeError, ValueError) as error:
             return _error(400, str(error))
         return JSONResponse(fault.to_json(), status_code=201)
 
+    def project_fault(request: Request, ident: int) -> Any:
+        """The fault ``ident`` of the key's project, or the refusal to answer with."""
+        namespace = namespace_of(request)
+        if isinstance(namespace, Response):
+            return namespace
+        fault = state_of(request).faults.get(ident)
+        if fault is None or not fault.belongs_to(namespace):
+            return _error(404, f"no fault #{ident}")
+        return fault
+
     @router.get("")
     async def listing(request: Request) -> Response:
-        if (refusal := denied(request)) is not None:
-            return refusal
-        return JSONResponse({"faults": [fault.to_json() for fault in state.faults.all(include_spent=True)]})
+        namespace = namespace_of(request)
+        if isinstance(namespace, Response):
+            return namespace
+        faults = state_of(request).faults.all(include_spent=True)
+        return JSONResponse({"faults": [f.to_json() for f in faults if f.belongs_to(namespace)]})
 
     @router.get("/{ident}")
     async def one(ident: int, request: Request) -> Response:
-        if (refusal := denied(request)) is not None:
-            return refusal
-        fault = state.faults.get(ident)
-        if fault is None:
-            return _error(404, f"no fault #{ident}")
-        return JSONResponse(fault.to_json())
+        fault = project_fault(request, ident)
+        return fault if isinstance(fault, Response) else JSONResponse(fault.to_json())
 
     @router.delete("/{ident}")
     async def remove(ident: int, request: Request) -> Response:
-        if (refusal := denied(request)) is not None:
-            return refusal
-        if not state.faults.remove(ident):
-            return _error(404, f"no fault #{ident}")
+        fault = project_fault(request, ident)
+        if isinstance(fault, Response):
+            return fault
+        state_of(request).faults.remove(ident)
         return Response(status_code=204)
 
     @router.delete("")
     async def clear(request: Request) -> Response:
-        if (refusal := denied(request)) is not None:
-            return refusal
-        state.faults.clear()
+        namespace = namespace_of(request)
+        if isinstance(namespace, Response):
+            return namespace
+        state_of(request).faults.clear(lambda fault: fault.belongs_to(namespace))
         return Response(status_code=204)
 
     return router

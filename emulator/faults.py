@@ -23,7 +23,9 @@ Kinds (``KINDS``), and where each one acts:
 Every fault is aimed by ``room``, ``participant`` (name), ``toolkit``/``tool`` (call kinds) or
 ``path`` (a glob, ``fail_write``), and fires from the ``nth`` matching event on, ``times``
 times (``None``: until removed). ``fault.seen`` counts the matching events, ``fault.fired`` the
-times it acted. Each firing is handed to ``Faults.observer`` (the timeline's hook).
+times it acted. Each firing is handed to ``Faults.observer`` (the timeline's hook). Rooms are
+room keys (``emulator.namespaces``); a fault with a ``namespace`` only aims at the rooms of
+that project (the pytest harness arms them so).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any, NamedTuple
 from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import OPERATION_FAILED, RoomError
 from localmesh.emulator.frames import FrameBudget
+from localmesh.emulator.namespaces import MAIN, namespace_of, room_name
 
 logger = logging.getLogger("localmesh.faults")
 
@@ -97,6 +100,7 @@ class Fault:
     fired: int = 0
     used: int = 0  # matching events it took (a drop may take a reply that ends before its cut)
     until: float | None = field(default=None, repr=False)  # a refusal's end, on the clock
+    namespace: str | None = None  # only the rooms of this project (None: every project's)
 
     @property
     def remaining(self) -> int | None:
@@ -109,7 +113,24 @@ class Fault:
         return self.until is not None and now >= self.until
 
     def aims_at(self, room: str, participant: str | None) -> bool:
-        return self.room in (None, room) and self.participant in (None, participant)
+        return (
+            self.room in (None, room) and self.participant in (None, participant)
+            and (self.namespace is None or namespace_of(room) == self.namespace)
+        )
+
+    def belongs_to(self, namespace: str) -> bool:
+        """Whether the fault was armed for rooms of the project ``namespace``."""
+        if self.room is not None:
+            return namespace_of(self.room) == namespace
+        # A fault armed for every project's rooms is the server's own: the main project's.
+        return self.namespace == namespace or (self.namespace is None and namespace == MAIN)
+
+    def pending(self, now: float) -> bool:
+        """Still owed, for strict teardown: counted uses left, or a fault for every time (or
+        for a while) that never fired."""
+        if self.spent(now):
+            return False
+        return self.fired == 0 if self.times is None else bool(self.remaining)
 
     def aims_at_call(self, toolkit: str, tool: str) -> bool:
         return self.toolkit in (None, toolkit) and self.tool in (None, tool)
@@ -121,13 +142,16 @@ class Fault:
         data: dict[str, Any] = {"id": self.id, "kind": self.kind}
         for key in sorted(_OPTIONS[self.kind] | {"room", "participant"}):
             data[key] = getattr(self, key)
+        if self.room is not None:
+            data["room"] = room_name(self.room)  # the name its clients know
         data.update(nth=self.nth, times=self.times, seen=self.seen, fired=self.fired,
                     remaining=self.remaining, description=self.describe())
         return data
 
     def describe(self) -> str:
+        room = None if self.room is None else room_name(self.room)
         aims = [f"{name} {value!r}" for name, value in (
-            ("room", self.room), ("participant", self.participant), ("path", self.path),
+            ("room", room), ("participant", self.participant), ("path", self.path),
         ) if value is not None]
         if self.kind in CALL_KINDS:
             aims.insert(0, f"{self.toolkit or '*'}.{self.tool or '*'}")
@@ -199,7 +223,7 @@ class Faults:
             raise ValueError(f"unknown fault kind {kind!r}; kinds: {', '.join(KINDS)}")
         given = {key: value for key, value in options.items() if value is not None}
         for key in given:
-            if key in ("room", "participant"):
+            if key in ("room", "participant", "namespace"):
                 continue
             if key not in _ALL_OPTIONS:
                 raise ValueError(f"unknown fault option {key!r}")
@@ -228,7 +252,7 @@ class Faults:
                 what = "a whole number" if whole else "a number"
                 raise ValueError(f"{name} must be {what} >= {minimum}, not {value!r}")
 
-        for name in ("room", "participant", "toolkit", "tool", "path", "message", "reason"):
+        for name in ("room", "participant", "toolkit", "tool", "path", "message", "reason", "namespace"):
             if name in given and not isinstance(given[name], str):
                 raise ValueError(f"{name} must be a string, not {given[name]!r}")
         if fault.kind == "delay":
@@ -251,13 +275,13 @@ class Faults:
 
     def fail(
         self, toolkit: str, tool: str, *, times: int | None = 1, room: str | None = None,
-        code: int = OPERATION_FAILED, message: str | None = None,
+        code: int = OPERATION_FAILED, message: str | None = None, namespace: str | None = None,
     ) -> Fault:
         """Make the next ``times`` calls of ``toolkit.tool`` (``None``: all) fail with ``code``."""
         if times is not None and times < 1:
             raise ValueError("times must be at least 1, or None for every call")
         return self.add("error", toolkit=toolkit, tool=tool, times=times, room=room, code=code,
-                        message=message)
+                        message=message, namespace=namespace)
 
     def remove(self, fault: Fault | int) -> bool:
         """Disarm one fault (by handle or id); False when there is no such fault."""
@@ -275,6 +299,11 @@ class Faults:
         used up or past their time, whose counts stay readable until removed."""
         now = self.now()
         return [f for f in self._faults if include_spent or not f.spent(now)]
+
+    def pending(self, belongs: Callable[[Fault], bool] | None = None) -> list[Fault]:
+        """Faults still owed (``Fault.pending``), optionally only those ``belongs`` picks."""
+        now = self.now()
+        return [f for f in self._faults if f.pending(now) and (belongs is None or belongs(f))]
 
     def get(self, ident: int) -> Fault | None:
         return next((f for f in self._faults if f.id == ident), None)

@@ -45,12 +45,17 @@ from .errors import (
     STORAGE_RECURSIVE_REQUIRED,
     RoomError,
 )
+from .namespaces import check_room_name, room_key
 from .paths import basename
 from .storage import canonical, canonical_file
 from .storage_access import permissions, project_owner, require_presign, require_storage
 from .store import FileRow
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from starlette.requests import HTTPConnection
+
     from .state import EmulatorState
 
 PREFIX = "/files"
@@ -89,12 +94,13 @@ def files_base_url(public_url: str) -> str:
     return f"{public_url.rstrip('/')}{PREFIX}"
 
 
-def create_files_router(state: EmulatorState) -> APIRouter:
+def create_files_router(state_of: Callable[[HTTPConnection], EmulatorState]) -> APIRouter:
+    """The files routes; ``state_of(request)`` is the state of the server that received it."""
     router = APIRouter(prefix=PREFIX)
-    api = FilesApi(state)
 
     @router.post("/v1/presign")
     async def presign(request: Request) -> Response:
+        api = FilesApi(state_of(request))
         return await api.guarded(request, api.presign(request))
 
     @router.api_route(
@@ -102,6 +108,7 @@ def create_files_router(state: EmulatorState) -> APIRouter:
         methods=["GET", "HEAD", "PUT", "DELETE", "POST"],
     )
     async def resource(request: Request, project_id: str, kind: str, name: str, path: str) -> Response:
+        api = FilesApi(state_of(request))
         return await api.guarded(request, api.resource(request, project_id, kind, name, path))
 
     return router
@@ -124,25 +131,38 @@ class FilesApi:
 
     # ------------------------------------------------------------ who is asking
 
-    def _check_project(self, project_id: str) -> None:
-        local = self._state.api_key.project_id
-        if project_id != local:
+    def _check_project(self, project_id: str) -> str:
+        """The namespace of the project the URL names (a 404 for one this server lacks)."""
+        namespace = self._state.keyring.project_namespace(project_id)
+        if namespace is None:
+            local = self._state.api_key.project_id
             raise FilesError(404, f"no project {project_id!r} here; the local project is {local!r}")
+        return namespace
 
-    def _caller(self, request: Request, project_id: str, room: str) -> Participant:
+    def _room_key(self, namespace: str, room: str) -> str:
+        try:
+            return room_key(namespace, check_room_name(room))
+        except ValueError as error:
+            raise FilesError(400, str(error), INVALID_REQUEST) from None
+
+    def _caller(self, request: Request, project_id: str, room: str, namespace: str) -> Participant:
         token = bearer_token(request.headers.get("authorization"))
         if token is None or token == "None":  # the SDK sends "Bearer None" with no key set
             raise FilesError(401, "send 'Authorization: Bearer <project API key or participant token>'")
-        if self._state.is_api_key(token):
+        keyring = self._state.keyring
+        key = keyring.by_text(token)
+        if key is not None:
+            if keyring.namespace(key.key_id) != namespace:
+                raise FilesError(403, f"this API key belongs to another project than {project_id!r}")
             return project_owner(room, project_id)
         if token.startswith("ma-"):
-            raise FilesError(401, "this API key does not belong to the local project")
+            raise FilesError(401, "this API key does not belong to a project of this emulator")
         try:
             participant = self._state.participant(token, room)
         except AuthError as error:
             raise FilesError(403, f"token refused for room {room!r}: {error}") from None
-        if participant.project_id not in (None, project_id):
-            raise FilesError(403, f"token belongs to project {participant.project_id!r}")
+        if keyring.namespace(participant.key_id) != namespace:
+            raise FilesError(403, f"token belongs to another project than {project_id!r}")
         return participant
 
     def _signed_caller(self, signature: str, project_id: str, room: str, path: str,
@@ -161,17 +181,18 @@ class FilesApi:
     async def resource(
         self, request: Request, project_id: str, kind: str, name: str, raw_path: str
     ) -> Response:
-        self._check_project(project_id)
+        namespace = self._check_project(project_id)
         if kind == "agents":
             raise FilesError(501, "managed-agent files are not emulated by localmesh; use rooms")
         if kind != "rooms":
             raise FilesError(404, f"unknown files namespace {kind!r}; use rooms")
-        room, query, method = name, request.query_params, request.method
+        query, method = request.query_params, request.method
+        room = self._room_key(namespace, name)  # storage knows the room by its project's key
         signature = query.get("signature")
         if signature is not None:
-            caller = self._signed_caller(signature, project_id, room, raw_path, method)
+            caller = self._signed_caller(signature, project_id, name, raw_path, method)
         else:
-            caller = self._caller(request, project_id, room)
+            caller = self._caller(request, project_id, name, namespace)
         if method == "GET" and "list" in query:
             return await self.list(caller, room, raw_path, query)
         if method == "GET" and "permissions" in query:
@@ -184,7 +205,7 @@ class FilesApi:
             return await self.upload(request, caller, room, raw_path)
         if method == "DELETE":
             return await self.delete(caller, room, raw_path, _flag(query, "recursive", False))
-        return await self.action(request, caller, project_id, room, raw_path)
+        return await self.action(request, caller, project_id, namespace, room, raw_path)
 
     async def list(self, caller: Participant, room: str, raw_path: str, query: Any) -> Response:
         folder = canonical("/".join(p for p in (raw_path, query.get("prefix") or "") if p))
@@ -250,6 +271,7 @@ class FilesApi:
             raise
         size = upload.received
         await upload.commit()
+        self._record(room, "storage.write", caller, path, size)
         await self._event(room, "storage.file.updated", {"path": path}, caller)
         return JSONResponse({"path": path, "size": size})
 
@@ -257,11 +279,13 @@ class FilesApi:
         path = canonical(raw_path)
         require_storage(caller, "delete", path, subtree=recursive)
         await self._storage.delete(room, path, recursive=recursive)
+        self._record(room, "storage.delete", caller, path)
         await self._event(room, "storage.file.deleted", {"path": path}, caller)
         return JSONResponse({})
 
     async def action(
-        self, request: Request, caller: Participant, project_id: str, room: str, raw_path: str
+        self, request: Request, caller: Participant, project_id: str, namespace: str, room: str,
+        raw_path: str,
     ) -> Response:
         action = request.query_params.get("action")
         path = canonical(raw_path)
@@ -278,22 +302,26 @@ class FilesApi:
         overwrite = body.get("overwrite", False)
         if not isinstance(overwrite, bool):
             raise FilesError(400, f"overwrite must be true or false, not {overwrite!r}")
-        self._check_project(source_project)
+        if self._check_project(source_project) != namespace:
+            raise FilesError(400, "localmesh copies and moves files within one project only")
+        source_key = self._room_key(namespace, source_room)
         if action == "move":
-            if source_room != room:
+            if source_key != room:
                 raise FilesError(400, "localmesh moves files within one room only; copy, then delete")
             return await self._move(caller, room, source, path, overwrite)
-        return await self._copy(request, caller, project_id, source_room, source, room, path, overwrite)
+        reader = caller if source_key == room else self._caller(
+            request, project_id, source_room, namespace)
+        return await self._copy(caller, reader, source_key, source, room, path, overwrite)
 
-    async def _copy(self, request: Request, caller: Participant, project_id: str, source_room: str,
+    async def _copy(self, caller: Participant, reader: Participant, source_room: str,
                     source: str, room: str, destination: str, overwrite: bool) -> Response:
-        reader = caller if source_room == room else self._caller(request, project_id, source_room)
         entry = await self._storage.stat(source_room, source)
         folder = entry is not None and entry.is_folder
         require_storage(reader, "read", source, subtree=folder)
         require_storage(caller, "write", destination, subtree=folder)
         written = await self._storage.copy(source_room, source, room, destination, overwrite=overwrite)
         for path in written:
+            self._record(room, "storage.write", caller, path)
             await self._event(room, "storage.file.updated", {"path": path}, caller)
         return JSONResponse({"copied": written})
 
@@ -302,9 +330,13 @@ class FilesApi:
         require_storage(caller, "delete", source, subtree=True)
         require_storage(caller, "write", destination, subtree=True)
         await self._storage.move(room, source, destination, overwrite=overwrite)
+        self._record(room, "storage.move", caller, source, destination)
         await self._event(room, "storage.file.moved",
                           {"source_path": source, "destination_path": destination}, caller)
         return JSONResponse({})
+
+    def _record(self, room: str, kind: str, caller: Participant, path: str, detail: Any = None) -> None:
+        self._state.timeline.record(room, kind, f"files-api:{caller.name}", path, detail=detail)
 
     async def _event(self, room: str, type: str, header: dict[str, Any], caller: Participant) -> None:
         # No websocket session made this change: the writer is named after its credential.
@@ -320,7 +352,7 @@ class FilesApi:
         if not isinstance(target, dict) or target.get("kind") not in ("room", "agent"):
             raise FilesError(400, "target must be {project_id, kind: room, name}")
         project_id, room = str(target.get("project_id")), str(target.get("name"))
-        self._check_project(project_id)
+        namespace = self._check_project(project_id)
         if target["kind"] == "agent":
             raise FilesError(501, "managed-agent files are not emulated by localmesh; use rooms")
         if method not in METHOD_ACTIONS:
@@ -330,7 +362,8 @@ class FilesApi:
         ):
             raise FilesError(400, f"expires_in must be 1 to {MAX_PRESIGN_SECONDS} seconds")
         path = canonical_file(path) if method in ("GET", "PUT") else canonical(path)
-        caller = self._caller(request, project_id, room)
+        self._room_key(namespace, room)
+        caller = self._caller(request, project_id, room, namespace)
         require_presign(caller, path)
         require_storage(caller, METHOD_ACTIONS[method], path)
         expires_at = datetime.now(UTC) + timedelta(seconds=expires_in)

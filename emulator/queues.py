@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from localmesh.emulator.errors import QUEUE_NOT_FOUND, RoomError
+from localmesh.emulator.namespaces import room_name
 from localmesh.emulator.store import Committed, Store
 
 from .clock import Clock, WallClock
@@ -71,7 +73,8 @@ class Queues:
         if key in self._sizes:
             return key, None
         if not create:
-            raise RoomError(QUEUE_NOT_FOUND, f"queue {name!r} does not exist in room {room!r}")
+            raise RoomError(
+                QUEUE_NOT_FOUND, f"queue {name!r} does not exist in room {room_name(room)!r}")
         created = self._store.create_queue(room, name)
         self._sizes[key] = 0
         return key, created
@@ -91,21 +94,39 @@ class Queues:
         if created is not None:
             await created
 
+    async def restore(self, room: str, name: str, bodies: list[str]) -> None:
+        """Create a queue holding ``bodies`` (JSON texts, in line order), as an import does;
+        each gets a new id, in order."""
+        key, _ = self._require(room, name, create=True)
+        for body in bodies:
+            self._last_id += 1
+            self._hand_or_store(key, Taken(self._last_id, body))
+        await self._store.committed()
+
     def size(self, room: str, name: str) -> int:
         return self._sizes.get((room, name), 0)
 
-    async def send(self, room: str, name: str, message: Any, *, create: bool = True) -> None:
-        """Queue ``message``; return once it is committed (or in a waiting receiver's hands)."""
+    async def send(
+        self, room: str, name: str, message: Any, *, create: bool = True,
+        accepted: Callable[[int], None] | None = None,
+    ) -> int:
+        """Queue ``message``; return its id once it is committed (or in a waiting receiver's
+        hands). ``accepted(id)`` is told as the message gets its id, before a waiting receiver
+        is handed it (so a timeline shows the send before the delivery)."""
         # ensure_ascii: a lone surrogate in a string stays a faithful \\ud800 escape.
         body = json.dumps(message)
         key, created = self._require(room, name, create)
         self._last_id += 1
-        committed = self._hand_or_store(key, Taken(self._last_id, body))
+        message_id = self._last_id
+        if accepted is not None:
+            accepted(message_id)
+        committed = self._hand_or_store(key, Taken(message_id, body))
         if committed is None:
             committed = created
         if committed is not None:
             # Cancelled (the sender left): the message is queued or handed over regardless.
             await committed
+        return message_id
 
     def _hand_or_store(self, key: _QueueKey, taken: Taken) -> Committed | None:
         """Give ``taken`` to the first live waiter, else put it in line in SQLite."""
@@ -242,6 +263,11 @@ class Queues:
         key, _ = self._require(room, name, create=False)
         del self._sizes[key]
         await self._store.delete_queue(room, name)
+
+    def forget(self, rooms: Callable[[str], bool]) -> None:
+        """Forget the queues of the rooms ``rooms`` picks, after their rows were deleted (a
+        reset). Receivers still waiting keep waiting: a later send serves them."""
+        self._sizes = {key: size for key, size in self._sizes.items() if not rooms(key[0])}
 
     async def settle(self) -> None:
         """Wait until every change made so far is committed (for shutdown and tests)."""

@@ -25,7 +25,6 @@ class DeveloperLogEntry:
 class Rooms:
     def __init__(self, *, max_log_entries: int = 1000, max_log_bytes: int = 4 * 1024 * 1024) -> None:
         self._sessions: dict[str, set[Session]] = defaultdict(set)
-        self._developer_logs: dict[str, list[DeveloperLogEntry]] = defaultdict(list)
         # Told of every join; the first one of a room starts the project's services there.
         self.on_active: Callable[[str], None] | None = None
         # developer.log entries per room, bounded: the oldest go first.
@@ -40,7 +39,11 @@ class Rooms:
             self.on_active(session.room)
 
     async def leave(self, session: Session) -> None:
-        self._sessions[session.room].discard(session)
+        sessions = self._sessions.get(session.room)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._sessions[session.room]
 
     def active(self) -> list[str]:
         """The rooms someone is connected to now."""
@@ -62,6 +65,15 @@ class Rooms:
             if not session.notify(type, header):
                 logger.debug("room %s: event %s not delivered to %s (connection closing)",
                              room, type, session.participant.name)
+
+    def forget(self, rooms: Callable[[str], bool]) -> None:
+        """Forget the developer logs of reset rooms (their live sessions stay)."""
+        for room in [r for r in self._developer_logs if rooms(r)]:
+            del self._developer_logs[room]
+            self._log_bytes.pop(room, None)
+
+    def sessions_where(self, rooms: Callable[[str], bool]) -> list[Session]:
+        return [s for room, sessions in self._sessions.items() if rooms(room) for s in sessions]
 
     def record_developer_log(self, room: str, participant: str, type: str, data: dict[str, Any]) -> None:
         size = len(json.dumps(data, default=str)) + len(type)

@@ -2,31 +2,40 @@
 
     async with RoomServer() as server:
         server.url, server.api_key, server.project_id, server.mint_token(...)
+
+uvicorn and FastAPI are imported when a server starts, not with this module: the pytest
+plugin imports it in every test run, most of which never start a server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-import uvicorn
-import websockets.http11
-
-from localmesh.emulator.app import create_app
-from localmesh.emulator.connections import ConnectionGuard
-from localmesh.emulator.faults import Faults
-from localmesh.emulator.limits import Limits
-from localmesh.emulator.llm import LLMHub
-from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
-from localmesh.emulator.services import RunnerSettings, Services
-from localmesh.emulator.state import EmulatorState, Settings
-from localmesh.emulator.storage import DEFAULT_MAX_FILE_BYTES
-from localmesh.emulator.url_token import install_log_redaction
-from localmesh.protocol.llm_urls import llm_environment
+from typing import TYPE_CHECKING, Any
 
 from .clock import Clock, WallClock
+from .config import environment
+from .faults import Faults
+from .limits import Limits
+from .llm import LLMHub
+from .namespaces import MAIN, room_key
+from .project import History, Project, Runner
+from .queues import DEFAULT_LONG_POLL_WINDOW
+from .services import RunnerSettings, Services
+from .snapshot import Snapshot
+from .state import EmulatorState, Settings
+from .storage import DEFAULT_MAX_FILE_BYTES
+from .timeline import DEFAULT_TIMELINE_SIZE
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from .connections import ConnectionGuard
+
+__all__ = ["RoomServer", "environment"]
 
 
 class RoomServer:
@@ -46,6 +55,9 @@ class RoomServer:
         service_settings: RunnerSettings | None = None,
         limits: Limits | None = None,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        timeline_size: int = DEFAULT_TIMELINE_SIZE,
+        import_from: str | Path | None = None,
+        durable: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -61,19 +73,31 @@ class RoomServer:
             services=service_settings or RunnerSettings(),
             limits=limits,
             max_file_bytes=max_file_bytes,
+            timeline_size=timeline_size,
+            durable=durable,
         )
+        self.import_from = None if import_from is None else Path(import_from)
         self._log_level = log_level
         self.compression = compression
         self._state: EmulatorState | None = None
         self._uvicorn: uvicorn.Server | None = None
-        self._main_loop: asyncio.Task[None] | None = None
         self._guard: ConnectionGuard | None = None
+        self._project: Project | None = None
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        import uvicorn
+        import websockets.http11
+
+        from .app import create_app
+        from .connections import ConnectionGuard
+        from .url_token import install_log_redaction
+
         limits = self.settings.limits
-        self._state = await EmulatorState.open(self.settings)
+        # Read the snapshot before anything holds the process open: a bad one fails first.
+        snapshot = None if self.import_from is None else Snapshot.read(self.import_from)
+        self._state = await EmulatorState.open(self.settings, snapshot)
         self._guard = ConnectionGuard(limits)
         self._state.connections = self._guard
         app = create_app(self._state)
@@ -100,7 +124,8 @@ class RoomServer:
         install_log_redaction()
         self._uvicorn = uvicorn.Server(config)
         self._uvicorn.lifespan = config.lifespan_class(config)
-        # startup + main_loop rather than serve(): serve() takes over the process's signals.
+        # startup() alone, not serve(): serve() takes over the process's signals, and its
+        # main loop only ticks every 0.1 s to notice a stop, which a test pays every time.
         try:
             # uvicorn exits the process (SystemExit) when it cannot bind; turn that into an error
             # the caller can handle, and close the store so no thread keeps the process alive.
@@ -111,36 +136,52 @@ class RoomServer:
         if not listening:
             await self._state.close()
             self._state = None
+            self._uvicorn = None
             raise OSError(f"could not listen on {self.host}:{self.port} (is it in use?)")
+        await self._uvicorn.on_tick(0)  # the default response headers
         self.port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
         self._state.public_url = self.url
         self._guard.start()
-        self._main_loop = asyncio.create_task(self._uvicorn.main_loop())
+        self._project = Project(self, self._state.api_key, MAIN)
         await self._state.services.start()  # room services run from the start
 
     async def stop(self) -> None:
-        """Stop serving: clients get a close frame; any still connected after the grace
-        period (``Limits.shutdown_grace``), such as one that stopped reading, are cut."""
-        if self._state is not None:
-            self._state.stopping.set()
+        """Stop serving: services stop first, then the listener closes, every connection is
+        told to close, and any still open after the grace period (``Limits.shutdown_grace``),
+        such as one that stopped reading, is cut; then SQLite closes. Takes about a
+        millisecond when nothing is connected (uvicorn's own shutdown sleeps 0.1 s at least)."""
+        state = self._state
+        if state is not None:
+            state.stopping.set()
             # Services first, while their room connections can still close cleanly.
-            await self._state.services.stop()
-        if self._uvicorn is not None and self._main_loop is not None:
-            self._uvicorn.should_exit = True
-            await self._main_loop
-            cutter = asyncio.get_running_loop().call_later(
-                self.settings.limits.shutdown_grace, self._cut_all)
-            try:
-                await self._uvicorn.shutdown()
-            finally:
-                cutter.cancel()
-            self._main_loop = None
+            await state.services.stop()
+        server, self._uvicorn = self._uvicorn, None
+        if server is not None:
+            grace = self.settings.limits.shutdown_grace
+            server.should_exit = True
+            for listener in server.servers:
+                listener.close()
+            for connection in list(server.server_state.connections):
+                connection.shutdown()
+            tasks = set(server.server_state.tasks)
+            if tasks:
+                await asyncio.wait(tasks, timeout=grace)
+            self._cut_all()
+            for connection in list(server.server_state.connections):
+                connection.transport.abort()
+            for task in list(server.server_state.tasks):
+                task.cancel()
+            for listener in server.servers:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(grace):
+                        await listener.wait_closed()
         if self._guard is not None:
             self._guard.abort_all()
             await self._guard.stop()
-        if self._state is not None:
-            await self._state.close()
+        if state is not None:
+            await state.close()
             self._state = None
+            self._project = None
 
     def force_stop(self) -> None:
         """A second signal: cut every connection now and stop waiting for anything."""
@@ -169,6 +210,10 @@ class RoomServer:
         return self._state
 
     @property
+    def running(self) -> bool:
+        return self._state is not None
+
+    @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
@@ -192,6 +237,21 @@ class RoomServer:
         expires_in: timedelta | None = None,
     ) -> str:
         return self.state.mint_token(room=room, name=name, role=role, api=api, expires_in=expires_in)
+
+    # ------------------------------------------------------------ projects
+
+    @property
+    def project(self) -> Project:
+        """The main project: its rooms are what ``mint_token``, ``env()`` and the CLI reach."""
+        if self._project is None:
+            raise RuntimeError("the RoomServer is not running")
+        return self._project
+
+    def add_project(self, runner: Runner | None = None) -> Project:
+        """A temporary project with a key of its own: its rooms share no state with any
+        other project's rooms of the same name. ``await project.close()`` ends it."""
+        key, namespace = self.state.keyring.new_project()
+        return Project(self, key, namespace, runner or self.project.runner, temporary=True)
 
     # ------------------------------------------------------------ test hooks
 
@@ -224,39 +284,46 @@ class RoomServer:
         tool="receive", participant="worker", nth=2)`` returns a handle with ``.fired``."""
         return self.state.faults
 
+    @property
+    def history(self) -> History:
+        """The main project's timeline: ``server.history.calls("storage", "upload")``."""
+        return self.project.history
+
     def participants(self, room: str) -> list[dict[str, Any]]:
         return self.state.rooms.participants(room)
 
     def developer_logs(self, room: str) -> list[Any]:
         return self.state.rooms.developer_logs(room)
 
+    async def reset(self, room: str | None = None) -> None:
+        """Forget one room of the main project, or everything the server holds (every
+        project): queues, messages, files, faults, LLM scripts and transcripts, timeline.
+        Connections, keys and settings stay; no restart."""
+        if room is None:
+            await self.state.reset(lambda key: True)
+        else:
+            await self.project.reset(room)
+
+    async def export(self, directory: str | Path) -> Path:
+        """Write the main project's rooms and keys to ``directory`` (see docs/snapshots.md)."""
+        return await self.project.export(directory)
+
     async def drop_connections(self, room: str | None = None) -> int:
         """Abort room TCP connections with no close frame, as a network failure would."""
+        if room is None:
+            return await self.abort_connections(lambda key: True)
+        key = room_key(MAIN, room)
+        return await self.abort_connections(lambda k: k == key)
+
+    async def abort_connections(self, rooms: Callable[[str], bool]) -> int:
+        """Abort the TCP connections of the room sessions whose room key ``rooms`` picks."""
         assert self._uvicorn is not None
         dropped = 0
         for connection in list(self._uvicorn.server_state.connections):
             scope = getattr(connection, "scope", None) or {}
-            path = scope.get("path", "")
-            if scope.get("type") != "websocket" or not path.startswith("/rooms/"):
-                continue
-            if room is not None and path != f"/rooms/{room}":
+            key = scope.get("localmesh.room")
+            if scope.get("type") != "websocket" or key is None or not rooms(key):
                 continue
             connection.transport.abort()
             dropped += 1
         return dropped
-
-
-def environment(url: str, api_key: str, project_id: str) -> dict[str, str]:
-    """What the real SDK and CLI (and plain LLM clients) read to reach the server at ``url``."""
-    return {
-        "MESHAGENT_API_URL": url,
-        # An active CLI profile's URL wins over MESHAGENT_API_URL for rooms; this does not.
-        "MESHAGENT_ROOM_URL": url.replace("http", "ws", 1),
-        "MESHAGENT_API_KEY": api_key,
-        "MESHAGENT_PROJECT_ID": project_id,
-        "MESHAGENT_DISABLE_VERSION_CHECK": "1",
-        # The LLM proxy's providers, as `meshagent room connect` exports them: the SDK derives
-        # the same URLs from MESHAGENT_API_URL, but some of its paths (grok-* models under
-        # `meshagent process`) and plain OpenAI/Anthropic clients read only these.
-        **llm_environment(url),
-    }

@@ -23,7 +23,9 @@ from localmesh.emulator.calls import Call, Handler
 from localmesh.emulator.errors import INVALID_REQUEST, OPERATION_FAILED, PERMISSION_DENIED, RoomError
 from localmesh.emulator.inflight import InFlight, Slot, TooManyWaiting
 from localmesh.emulator.limits import Limits
+from localmesh.emulator.namespaces import room_name as name_of_room
 from localmesh.emulator.outbox import Outbox, OutboxClosed
+from localmesh.emulator.timeline import Timeline, bounded_arguments
 from localmesh.protocol.sdk_versions import ClientVersion
 from localmesh.protocol.tokens import Participant, token_expiry
 from localmesh.protocol.wire import (
@@ -61,6 +63,17 @@ _NOT_EMULATED = frozenset({
 
 ToolLookup = Callable[[str, str], Handler | None]
 Abort = Callable[[], None]  # cut the TCP connection at once, with no close handshake
+_CLOSE_REASONS = {
+    1000: "closed by the client", 1001: "the client went away",
+    1005: "connection lost (no close frame)", 1006: "connection lost (no close frame)",
+    1012: "the server is restarting",
+}
+
+
+def _close_reason(code: int | None) -> str:
+    if code is None:
+        return "connection lost"
+    return _CLOSE_REASONS.get(code, f"closed with code {code}")
 
 
 class _Cut(bytes):
@@ -88,10 +101,14 @@ class Session:
         hang_up: Abort | None = None,
         packet_size: int = PACKET_DATA_SIZE,
         accept_headers: list[tuple[bytes, bytes]] | None = None,
+        timeline: Timeline | None = None,
     ) -> None:
         limits = limits or Limits()
         self.websocket = websocket
-        self.room = room
+        self.room = room  # the room key (see emulator.namespaces); clients see room_name
+        self.room_name = name_of_room(room)
+        self._timeline = timeline
+        self._close_reason: str | None = None
         self.participant = participant
         self.client = client or ClientVersion.parse(None)
         self.participant_id = uuid.uuid4().hex
@@ -198,6 +215,7 @@ class Session:
         await self._write(message_id, "__response__", content.pack(), budget)
 
     def _stalled(self, reason: str) -> None:
+        self._close_reason = self._close_reason or f"cut off by localmesh: {reason}"
         logger.warning("room %s: dropping stuck participant %s: %s", self.room, self.participant.name, reason)
         self._cut()
 
@@ -218,8 +236,9 @@ class Session:
         self._outbox.start()
         self._reader = asyncio.current_task()
         try:
+            self._record("connect", "", detail=f"as {self.participant.role}")
             await self.send("room_ready", {
-                "room_name": self.room,
+                "room_name": self.room_name,
                 "room_url": room_url,
                 "session_id": self.session_id,
             })
@@ -227,15 +246,26 @@ class Session:
                 "type": "init", "participantId": self.participant_id, "attributes": self.attributes,
             })
             await self._read_loop()
-        except (WebSocketDisconnect, ConnectionError, asyncio.CancelledError):
-            pass  # the client left, or was cut off (the reason is logged where it was)
+        except WebSocketDisconnect as error:
+            self._close_reason = self._close_reason or _close_reason(error.code)
+        except ConnectionError:
+            self._close_reason = self._close_reason or _close_reason(None)
+        except asyncio.CancelledError:
+            pass  # cut off (the reason is logged where it was)
         finally:
             await self._shutdown()
+            self._record("disconnect", "", detail=self._close_reason or "closed")
+
+    def _record(self, kind: str, subject: str, code: int | None = None,
+                duration: float | None = None, detail: object = None) -> None:
+        if self._timeline is not None:
+            self._timeline.record(self.room, kind, self.participant.name, subject, code, duration, detail)
 
     async def _read_loop(self) -> None:
         while True:
             event = await self.websocket.receive()
             if event["type"] == "websocket.disconnect":
+                self._close_reason = self._close_reason or _close_reason(event.get("code"))
                 return
             frame = event.get("bytes")
             if frame is None:
@@ -261,13 +291,14 @@ class Session:
 
     async def close(self, code: int, reason: str) -> None:
         """Close with a reason once what is queued is written; cut off a client that does not read."""
+        self._close_reason = self._close_reason or f"closed by localmesh ({code}: {reason})"
         await self._outbox.flush(self._outbox.write_timeout)
         try:
             async with asyncio.timeout(self._outbox.write_timeout):
                 await self.websocket.close(code, reason)
         except TimeoutError:
             self._cut()
-        except (RuntimeError, ConnectionError):
+        except (RuntimeError, ConnectionError, WebSocketDisconnect):
             pass  # already gone
 
     async def _shutdown(self) -> None:
@@ -378,14 +409,22 @@ class Session:
             call.inbound.put_nowait(Content({"type": "error", "text": str(error)}))
 
     async def _run_call(self, call: Call) -> None:
+        started = time.perf_counter()
+        kind, code = "call.unanswered", None  # unless it ends with an answer
         try:
             error = await self._call(call)
             if error is not None:
+                code = error.header.get("code", OPERATION_FAILED)
                 await self._reply_error(call, error)
+            else:
+                code = call.error_code
+            kind = "call"
         except (WebSocketDisconnect, OSError, OutboxClosed):
             pass  # the connection is gone; the read loop ends the session
         finally:
             self._streams.pop(call.tool_call_id, None)
+            self._record(kind, f"{call.toolkit}.{call.tool}", code,
+                         time.perf_counter() - started, bounded_arguments(call.summary_arguments))
 
     async def _call(self, call: Call) -> Content | None:
         """Run the call's handler. Returns the error to answer with, or None once answered."""

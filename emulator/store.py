@@ -123,9 +123,13 @@ class Store:
         self.writes = 0
 
     @classmethod
-    async def open(cls, data_dir: Path | None) -> Store:
+    async def open(cls, data_dir: Path | None, *, durable: bool = True) -> Store:
         """Open (creating) ``data_dir/localmesh.db``; ``None`` keeps everything in memory
-        (file contents in a temporary folder removed at ``close``)."""
+        (file contents in a temporary folder removed at ``close``).
+
+        ``durable=False`` skips fsync (``synchronous=OFF``): the data still survives the
+        process ending or crashing, not the machine losing power. Test servers use it: on a
+        busy disk, fsyncs made opening and closing a store cost tens of milliseconds."""
         if data_dir is None:
             db = _connect(":memory:")
             blobs = Blobs.temporary()
@@ -136,7 +140,7 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL is durable against process crashes (kill -9), which is what a
             # restart test needs; an fsync per commit would only guard against power loss.
-            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA synchronous={'NORMAL' if durable else 'OFF'}")
             # Checkpoints run in the checkpointer's thread, never inside a commit on the loop.
             db.execute("PRAGMA wal_autocheckpoint=0")
             db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
@@ -427,6 +431,61 @@ class Store:
             return None
         with self.blobs.open(row.blob) as reader:
             return row, await reader.read_all()
+
+    # ------------------------------------------------------------ whole rooms (reset, export)
+
+    @staticmethod
+    def _where_rooms(namespace: str | None) -> tuple[str, tuple[str, ...]]:
+        """A WHERE clause picking the room keys of ``namespace`` (None: every room)."""
+        if namespace is None:
+            return "1", ()
+        if namespace == "":
+            return "instr(room, '/') = 0", ()  # the main project's keys are plain names
+        return "room >= ? AND room < ?", (namespace + "/", namespace + "0")  # "0" follows "/"
+
+    async def room_keys(self, namespace: str | None = None) -> list[str]:
+        """Every room with a record, a queue or a file, of ``namespace`` (None: every one)."""
+        where, params = self._where_rooms(namespace)
+        return [room for (room,) in self._read(
+            f"SELECT room FROM rooms WHERE {where} UNION SELECT room FROM queues WHERE {where}"
+            f" UNION SELECT room FROM messages WHERE {where} UNION SELECT room FROM files"
+            f" WHERE {where} ORDER BY room",
+            params * 4,
+        )]
+
+    def clear_rooms(self, namespace: str | None = None, room: str | None = None) -> Committed:
+        """Delete the queues, messages, files (and their blobs) and room records of one room,
+        or of every room of ``namespace``, at once in the open batch; await the result for
+        its commit."""
+        where, params = ("room = ?", (room,)) if room is not None else self._where_rooms(namespace)
+        for table in ("messages", "queues", "rooms"):
+            self._write(f"DELETE FROM {table} WHERE {where}", params)
+        blobs = self._write(f"DELETE FROM files WHERE {where} RETURNING blob", params).fetchall()
+        self._unlink_after_commit.extend(blob for (blob,) in blobs)
+        return self.committed()
+
+    async def messages(self, room: str, queue: str) -> list[str]:
+        """The bodies of a queue's messages, in line order."""
+        return [body for (body,) in self._read(
+            "SELECT body FROM messages WHERE room = ? AND queue = ? ORDER BY id", (room, queue))]
+
+    async def queue_names(self, room: str) -> list[str]:
+        return [name for (name,) in self._read(
+            "SELECT name FROM queues WHERE room = ? UNION SELECT queue FROM messages WHERE room = ?"
+            " ORDER BY 1", (room, room))]
+
+    async def import_file(self, room: str, row: FileRow, data: bytes) -> None:
+        """Write a file as it was exported, times included."""
+        blob = self.blobs.write_now(data)
+        old = self.file_now(room, row.path)
+        self._write(
+            "INSERT OR REPLACE INTO files (room, path, blob, size, mime_type, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (room, row.path, blob, len(data), row.mime_type, row.created_at, row.updated_at),
+        )
+        if old is not None:
+            self._unlink_after_commit.append(old.blob)
+        await self.committed()
 
 
 class Connection:

@@ -6,7 +6,17 @@ the provider routes of ``endpoints.py``).
 See docs/llm-scripts.md for the endpoint and the admin API.
 """
 
+from .caller import Caller
 from .hub import LLMHub
-from .router import create_llm_router
 
-__all__ = ["LLMHub", "create_llm_router"]
+
+def __getattr__(name: str):
+    # The HTTP endpoint needs FastAPI: imported only by the server's app, when it starts.
+    if name == "create_llm_router":
+        from .router import create_llm_router
+
+        return create_llm_router
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Caller", "LLMHub", "create_llm_router"]

@@ -9,11 +9,12 @@ error shape, saying what localmesh serves there.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from localmesh.scripted_llm.errors import AuthError, ScriptedError
@@ -24,8 +25,11 @@ from localmesh.scripted_llm.transport import answer_http
 from .bodies import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, parse_request, read_body
 from .hub import LLMHub
 
-# The room a request speaks for, from its headers; raises AuthError to refuse it.
-RoomOf = Callable[[Mapping[str, str]], Awaitable[str]]
+# The hub of the server a request reached and the room it speaks for; raises AuthError to
+# refuse it.
+PlayerOf = Callable[[HTTPConnection], Awaitable[tuple[LLMHub, str]]]
+# The most bytes a request body may have on the server it reached.
+BodyLimitOf = Callable[[HTTPConnection], int]
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -97,17 +101,18 @@ async def _json_body(request: Request, wire: WireFormat, max_bytes: int) -> dict
 
 
 def add_provider_routes(
-    router: APIRouter, hub: LLMHub, room_of: RoomOf, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    router: APIRouter, player_of: PlayerOf,
+    body_limit_of: BodyLimitOf = lambda connection: DEFAULT_MAX_BODY_BYTES,
 ) -> None:
     """Mount every provider endpoint, the token counters and the catch-alls on ``router``."""
 
     def play(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             try:
-                room = await room_of(request.headers)
+                hub, room = await player_of(request)
             except AuthError as error:
                 return _refuse(endpoint.wire, 401, str(error))
-            body = await _json_body(request, endpoint.wire, max_body_bytes)
+            body = await _json_body(request, endpoint.wire, body_limit_of(request))
             if isinstance(body, Response):
                 return body
             reply = await answer_http(hub.player(room), body, wire=endpoint.wire, provider=endpoint.provider)
@@ -120,10 +125,10 @@ def add_provider_routes(
 
     async def count_tokens(request: Request) -> Response:
         try:
-            await room_of(request.headers)
+            await player_of(request)
         except AuthError as error:
             return _refuse(ANTHROPIC_MESSAGES, 401, str(error))
-        body = await _json_body(request, ANTHROPIC_MESSAGES, max_body_bytes)
+        body = await _json_body(request, ANTHROPIC_MESSAGES, body_limit_of(request))
         if isinstance(body, Response):
             return body
         try:

@@ -16,6 +16,10 @@ class LLMHub:
 
     ``sleep`` is what transports await for a rule's ``delay`` (inject a fake in tests);
     ``clock`` gives ``created_at`` (0 by default, for deterministic transcripts).
+    Rooms are named by the keys the caller uses; ``label`` turns a key into the room name
+    transcripts show, ``observer(room, entry)`` hears of every exchange, and ``group(room)``
+    names the group (the emulator's project) whose own list of check failures a room's player
+    adds to: the main group's is ``failures``, another's is ``group_failures(name)``.
     """
 
     def __init__(
@@ -25,6 +29,9 @@ class LLMHub:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], int] | None = None,
         bounds: MemoryBounds | None = None,
+        label: Callable[[str], str] | None = None,
+        observer: Callable[[str, TranscriptEntry], None] | None = None,
+        group: Callable[[str], str] | None = None,
     ) -> None:
         self._default = default_script if default_script is not None else load_demo_script()
         self._scripts: dict[str, Script] = {}
@@ -34,6 +41,10 @@ class LLMHub:
         self.bounds = bounds or MemoryBounds()
         # Every room's check failures (expect, Python rules), kept across resets until cleared.
         self.failures: list[RuleFailure] = []
+        self._label = label or (lambda room: room)
+        self.observer = observer
+        self._group = group or (lambda room: "")
+        self._group_failures: dict[str, list[RuleFailure]] = {}
 
     @property
     def default_script(self) -> Script:
@@ -61,14 +72,27 @@ class LLMHub:
         player = self._players.get(room)
         if player is None:
             player = ScriptPlayer(
-                self.script(room), room=room, sleep=self.sleep, clock=self._clock, bounds=self.bounds,
-                failures=self.failures)
+                self.script(room), room=self._label(room), sleep=self.sleep, clock=self._clock,
+                bounds=self.bounds, failures=self.failures_for(room),
+            )
+            if self.observer is not None:
+                observer = self.observer
+                player.observer = lambda entry: observer(room, entry)
             self._players[room] = player
         return player
+
+    def has_own_script(self, room: str) -> bool:
+        return room in self._scripts
 
     def rooms(self) -> list[str]:
         """The rooms whose LLM has been asked something (or had a script set)."""
         return sorted(set(self._players) | set(self._scripts))
+
+    def forget(self, rooms: Callable[[str], bool]) -> None:
+        """Drop the scripts, players and transcripts of the rooms ``rooms`` picks."""
+        for table in (self._scripts, self._players):
+            for room in [r for r in table if rooms(r)]:
+                del table[room]
 
     def transcript(self, room: str, conversation: str | None = None) -> list[TranscriptEntry]:
         """Every request of the room and its answer, in order (optionally one conversation)."""
@@ -98,3 +122,15 @@ class LLMHub:
 
     def clear_failures(self) -> None:
         self.failures.clear()
+
+    def failures_for(self, room: str) -> list[RuleFailure]:
+        """The list the room's player keeps its check failures in (its group's)."""
+        group = self._group(room)
+        return self.failures if not group else self._group_failures.setdefault(group, [])
+
+    def group_failures(self, group: str) -> list[RuleFailure]:
+        return self.failures if not group else self._group_failures.setdefault(group, [])
+
+    def drop_group(self, group: str) -> None:
+        """Forget a group's failures (its project was closed)."""
+        self._group_failures.pop(group, None)

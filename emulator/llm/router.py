@@ -5,22 +5,40 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import HTTPConnection
 
 from localmesh.scripted_llm import responses
 from localmesh.scripted_llm.errors import AuthError, ScriptedError, ScriptError
 from localmesh.scripted_llm.player import Reply
 from localmesh.scripted_llm.script import loads_script
 
-from .bodies import DEFAULT_MAX_BODY_BYTES, parse_request
+from .bodies import parse_request
+from .caller import Caller
 from .endpoints import add_provider_routes
 from .hub import LLMHub
 
 # Takes the request's Authorization header value (None when it has none).
-Authenticate = Callable[[str | None], Awaitable[str | None]]
+Authenticate = Callable[[str | None], Awaitable[Caller]]
+
+
+class Backend(Protocol):
+    """What the endpoints serve (``EmulatorState``): the rooms' players, who may ask, and how
+    big a request may be."""
+
+    llm: LLMHub
+
+    @property
+    def llm_max_body_bytes(self) -> int: ...
+
+    async def llm_caller(self, authorization: str | None) -> Caller: ...
+
+
+# The backend of the server that received a request (one app can serve several servers).
+BackendOf = Callable[[HTTPConnection], Backend]
 ROOM_HEADER = "x-localmesh-room"
 DEFAULT_ROOM = "default"
 RESPONSES_PATH = "/openai/v1/responses"
@@ -42,38 +60,42 @@ def credential(headers: Mapping[str, str]) -> str | None:
     return f"Bearer {api_key}" if api_key else authorization
 
 
-def create_llm_router(
-    hub: LLMHub, authenticate: Authenticate, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-) -> APIRouter:
-    """Serve ``hub`` under ``/openai/v1``, ``/anthropic`` and ``/grok/v1`` (see
-    ``endpoints.py``), and the admin API under ``/_localmesh/llm/...``.
+def create_llm_router(backend_of: BackendOf) -> APIRouter:
+    """Serve ``backend_of(request).llm`` under ``/openai/v1``, ``/anthropic`` and ``/grok/v1``
+    (see ``endpoints.py``), and the admin API under ``/_localmesh/llm/...``.
 
-    ``authenticate(authorization_header_or_None)`` returns the bearer token's room, or ``None``
-    for the local API key (the room then comes from the ``X-Localmesh-Room`` header, else
-    ``"default"``), and raises ``AuthError`` for a refused token. LLM requests may carry the
-    token as ``x-api-key`` instead. The admin API requires the local API key.
+    ``backend.llm_caller(authorization_header_or_None)`` returns the ``Caller``: a
+    participant token's room, or, for a local API key, its project (the room then comes from
+    the ``X-Localmesh-Room`` header, else ``"default"``); it raises ``AuthError`` for a
+    refused token. LLM requests may carry the token as ``x-api-key`` instead. The admin API
+    requires an API key, and reaches the rooms of its project.
     """
     router = APIRouter()
 
-    async def room_of(headers: Mapping[str, str]) -> str:
-        room = await authenticate(credential(headers))
-        return room if room is not None else headers.get(ROOM_HEADER) or DEFAULT_ROOM
+    async def player_of(connection: HTTPConnection) -> tuple[LLMHub, str]:
+        """The hub of the server that got the request, and the room (key) it speaks for."""
+        backend, headers = backend_of(connection), connection.headers
+        caller = await backend.llm_caller(credential(headers))
+        if caller.room is not None:
+            return backend.llm, caller.room
+        return backend.llm, caller.scope(headers.get(ROOM_HEADER) or DEFAULT_ROOM)
 
-    add_provider_routes(router, hub, room_of, max_body_bytes=max_body_bytes)
+    add_provider_routes(router, player_of, lambda connection: backend_of(connection).llm_max_body_bytes)
 
-    async def admin_denied(request: Request) -> JSONResponse | None:
+    async def admin_room(request: Request, room: str) -> str | JSONResponse:
+        """The key of ``room`` for the API key's project, or the refusal to answer with."""
         try:
-            room = await authenticate(request.headers.get("authorization"))
+            caller = await backend_of(request).llm_caller(request.headers.get("authorization"))
         except AuthError as error:
             return _openai_error(401, str(error))
-        if room is not None:
+        if caller.room is not None:
             return _openai_error(403, "the localmesh admin API needs the local API key, not a room token")
-        return None
+        return caller.scope(room)
 
     @router.websocket(RESPONSES_PATH)
     async def responses_socket(websocket: WebSocket) -> None:
         try:
-            room = await room_of(websocket.headers)
+            hub, room = await player_of(websocket)
         except AuthError as error:
             await _deny(websocket, str(error))
             return
@@ -100,46 +122,52 @@ def create_llm_router(
 
     @router.put(ADMIN_PREFIX + "/script")
     async def put_script(room: str, request: Request, name: str | None = None) -> Response:
-        if (denied := await admin_denied(request)) is not None:
-            return denied
+        key = await admin_room(request, room)
+        if isinstance(key, Response):
+            return key
         text = (await request.body()).decode("utf-8", errors="replace")
         try:
             script = loads_script(text, name or f"the script for room {room!r}")
         except ScriptError as error:
             return _openai_error(400, str(error))
-        hub.set_script(room, script)
+        backend_of(request).llm.set_script(key, script)
         return JSONResponse(
             {"room": room, "rules": len(script.rules), "fallback": script.fallback is not None}
         )
 
     @router.delete(ADMIN_PREFIX + "/script")
     async def delete_script(room: str, request: Request) -> Response:
-        if (denied := await admin_denied(request)) is not None:
-            return denied
-        hub.set_script(room, None)
+        key = await admin_room(request, room)
+        if isinstance(key, Response):
+            return key
+        backend_of(request).llm.set_script(key, None)
         return Response(status_code=204)
 
     @router.get(ADMIN_PREFIX + "/transcript")
     async def get_transcript(room: str, request: Request, conversation: str | None = None) -> Response:
-        if (denied := await admin_denied(request)) is not None:
-            return denied
-        entries = [e.to_dict() for e in hub.transcript(room, conversation)]
+        key = await admin_room(request, room)
+        if isinstance(key, Response):
+            return key
+        entries = [e.to_dict() for e in backend_of(request).llm.transcript(key, conversation)]
         return JSONResponse({"room": room, "entries": entries})
 
     @router.get(ADMIN_PREFIX + "/failures")
     async def get_failures(room: str, request: Request) -> Response:
-        if (denied := await admin_denied(request)) is not None:
-            return denied
+        key = await admin_room(request, room)
+        if isinstance(key, Response):
+            return key
+        hub = backend_of(request).llm
         failures = [{"rule": f.rule, "entry": f.entry, "turn": f.turn, "conversation": f.conversation,
                      "kind": f.kind, "message": f.message, "text": str(f)}
-                    for f in hub.failures if f.room == room]
+                    for f in hub.failures_for(key) if f.room == room]
         return JSONResponse({"room": room, "failures": failures})
 
     @router.delete(ADMIN_PREFIX + "/transcript")
     async def delete_transcript(room: str, request: Request) -> Response:
-        if (denied := await admin_denied(request)) is not None:
-            return denied
-        hub.clear_transcript(room)
+        key = await admin_room(request, room)
+        if isinstance(key, Response):
+            return key
+        backend_of(request).llm.clear_transcript(key)
         return Response(status_code=204)
 
     return router

@@ -98,7 +98,7 @@ def mount_studio(app: FastAPI, state_of: StateOf) -> None:
     book = LoginBook()
 
     def auth_of(state: EmulatorState) -> StudioAuth:
-        return StudioAuth(lambda: state.keys, book)
+        return StudioAuth(lambda: state.main_keys, book)  # the main project's keys
 
     def cookie(state: EmulatorState) -> str:
         port = urlsplit(state.public_url).port if state.public_url else None

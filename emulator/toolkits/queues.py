@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from localmesh.emulator.calls import Call, Handler
@@ -64,11 +65,24 @@ class QueuedMessage:
         return self._envelope
 
 
+# What the toolkit tells the timeline: (room key, kind, participant, queue, detail=message id).
+Record = Callable[..., None]
+WindowOf = Callable[[str], float | None]
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
 class QueuesToolkit:
     name = "queues"
 
-    def __init__(self, queues: Queues) -> None:
+    def __init__(
+        self, queues: Queues, record: Record = _ignore, window_of: WindowOf = lambda room: None
+    ) -> None:
         self._queues = queues
+        self._record = record
+        self._window_of = window_of  # a room's long-poll window, if its project set its own
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -97,7 +111,11 @@ class QueuesToolkit:
             raise _deny(call, f"send on queue {name!r}")
         if "message" not in args:
             raise RoomError(INVALID_REQUEST, "queues.send needs a 'message'")
-        await self._queues.send(call.room, name, args["message"], create=_flag(args, "create", True))
+        await self._queues.send(
+            call.room, name, args["message"], create=_flag(args, "create", True),
+            accepted=lambda message_id: self._record(
+                call.room, "queue.send", call.participant.name, name, detail=message_id),
+        )
         return empty_content()
 
     async def receive(self, call: Call) -> Content:
@@ -108,7 +126,10 @@ class QueuesToolkit:
         wait = _flag(args, "wait", True)
         if wait:
             call.detach()  # a long-poll mostly waits: it must not hold the connection's slots
-        taken = await self._queues.take(call.room, name, create=_flag(args, "create", True), wait=wait)
+        taken = await self._queues.take(
+            call.room, name, create=_flag(args, "create", True), wait=wait,
+            window=self._window_of(call.room),
+        )
         if taken is None:
             return empty_content()
         content = QueuedMessage(taken.body)
@@ -118,6 +139,7 @@ class QueuesToolkit:
             # The reply did not leave (the connection is gone): the receiver takes nothing.
             self._queues.put_back_soon(call.room, name, taken)
             raise
+        self._record(call.room, "queue.deliver", call.participant.name, name, detail=taken.id)
         return None
 
     async def drain(self, call: Call) -> Content:

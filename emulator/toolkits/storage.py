@@ -36,6 +36,12 @@ Broadcast = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 DownloadUrl = Callable[[Call, str], str]
 # (room, participant, path) -> the guard of a fail_write fault aimed at this write, if any.
 WriteGuards = Callable[[str, str | None, str], "WriteGuard | None"]
+# What the toolkit tells the timeline: (room key, kind, participant, path, detail=...).
+Record = Callable[..., None]
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    pass
 
 
 def _check(call: Call, action: str, path: str, subtree: bool = False) -> None:
@@ -56,6 +62,7 @@ async def _fail_stream(call: Call, error: RoomError) -> None:
     """Refuse a streamed call the way the SDK reports it: an error chunk, then close."""
     if not call.streamed:
         raise error  # a plain call: a plain error reply, not a stream it never asked for
+    call.error_code = error.code
     if not call.opened:
         await call.open_stream()
     await call.send_chunk(Content({"type": "error", "text": error.message, "code": error.code}))
@@ -65,13 +72,17 @@ async def _fail_stream(call: Call, error: RoomError) -> None:
 class StorageToolkit:
     name = "storage"
 
-    def __init__(self, storage: Storage, broadcast: Broadcast, download_url: DownloadUrl,
-                 *, max_upload_bytes: int | None = None, write_guard: WriteGuards | None = None) -> None:
+    def __init__(
+        self, storage: Storage, broadcast: Broadcast, download_url: DownloadUrl,
+        record: Record = _ignore, *, max_upload_bytes: int | None = None,
+        write_guard: WriteGuards | None = None,
+    ) -> None:
         self._storage = storage
         self._max_upload = max_upload_bytes
         self._broadcast = broadcast
         self._download_url = download_url
         self._write_guard = write_guard or (lambda room, participant, path: None)
+        self._record = record
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -108,6 +119,7 @@ class StorageToolkit:
         await self._storage.move(
             call.room, source, destination, overwrite=bool(args.get("overwrite", False))
         )
+        self._record(call.room, "storage.move", call.participant.name, source, detail=destination)
         await self._broadcast(call.room, "storage.file.moved", {
             "source_path": source, "destination_path": destination,
             "participant_id": call.peer.participant_id,
@@ -120,6 +132,7 @@ class StorageToolkit:
         recursive = bool(args.get("recursive"))
         _check(call, "delete", path, subtree=recursive)
         await self._storage.delete(call.room, path, recursive=recursive)
+        self._record(call.room, "storage.delete", call.participant.name, path)
         await self._broadcast(call.room, "storage.file.deleted", {
             "path": path, "participant_id": call.peer.participant_id,
         })
@@ -137,6 +150,7 @@ class StorageToolkit:
         upload: Upload | None = None
         try:
             start = _binary_headers(await call.next_chunk(CHUNK_TIMEOUT), "start")
+            call.note = {"path": start.get("path"), "size": start.get("size")}
             path = canonical_file(start.get("path"))
             overwrite = bool(start.get("overwrite", False))
             size = start.get("size")
@@ -157,6 +171,8 @@ class StorageToolkit:
                 guard.complete(upload.received)
             finished, upload = upload, None
             await finished.commit()
+            self._record(call.room, "storage.write", call.participant.name, path,
+                         detail=finished.received)
         except RoomError as error:
             if upload is not None:
                 upload.abort()
@@ -184,6 +200,7 @@ class StorageToolkit:
         reader: BlobReader | None = None
         try:
             start = _binary_headers(await call.next_chunk(CHUNK_TIMEOUT), "start")
+            call.note = {"path": start.get("path")}
             path = canonical_file(start.get("path"))
             chunk_size = start.get("chunk_size") or DEFAULT_DOWNLOAD_CHUNK
             if not isinstance(chunk_size, int) or chunk_size <= 0:

@@ -10,7 +10,7 @@ import base64
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,6 +109,7 @@ class Participant:
     api: ApiScope
     project_id: str | None
     claims: dict[str, Any]
+    key_id: str | None = None  # the local API key whose secret verified the token
 
 
 def mint_token(
@@ -149,37 +150,48 @@ def token_expiry(claims: dict[str, Any]) -> float | None:
 
 
 class TokenVerifier:
-    """Checks participant JWTs against the local project's keys."""
+    """Checks participant JWTs against the local keys.
 
-    def __init__(self, keys: list[ApiKey], now: Callable[[], float] = time.time) -> None:
-        self._by_id = {key.key_id: key for key in keys}
-        self.now = now  # the emulator's clock, so virtual time can expire tokens
+    ``keys`` is a list, or a mapping of key id to key that the owner may change later
+    (projects come and go on a running emulator): the verifier reads it on each call.
+    ``now`` is the emulator's clock, so virtual time can expire tokens.
+    """
 
-    def _secrets_for(self, claims: dict[str, Any]) -> list[str]:
+    def __init__(
+        self, keys: list[ApiKey] | Mapping[str, ApiKey], now: Callable[[], float] = time.time
+    ) -> None:
+        self._by_id = keys if isinstance(keys, Mapping) else {key.key_id: key for key in keys}
+        self.now = now
+
+    def _candidates(self, claims: dict[str, Any]) -> list[ApiKey]:
         key_id = claims.get("kid")
         if key_id is None:
             # Minted with a plain secret (to_jwt(token=...)): any local key's secret may have signed it.
-            return [key.secret for key in self._by_id.values()]
+            return list(self._by_id.values())
         key = self._by_id.get(str(key_id))
         if key is None:
             raise AuthError(f"token was signed with an unknown key id {key_id!r}")
-        return [key.secret]
+        return [key]
 
     def verify(self, token: str) -> dict[str, Any]:
         """The verified claims of ``token``; raises ``AuthError`` saying why not."""
+        return self.verify_key(token)[0]
+
+    def verify_key(self, token: str) -> tuple[dict[str, Any], ApiKey]:
+        """The verified claims of ``token`` and the key that verified them."""
         try:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as error:
             raise AuthError(f"token is not a valid JWT: {error}") from None
-        for secret in self._secrets_for(unverified):
+        for key in self._candidates(unverified):
             try:
-                claims = jwt.decode(token, secret, algorithms=["HS256"], options={
+                claims = jwt.decode(token, key.secret, algorithms=["HS256"], options={
                     "verify_aud": False, "verify_exp": False, "verify_nbf": False})
             except jwt.InvalidSignatureError:
                 continue
             except jwt.PyJWTError as error:
                 raise AuthError(f"token was refused: {error}") from None
-            return self._check_times(claims)
+            return self._check_times(claims), key
         raise AuthError("token signature is not valid for any key of this project")
 
     def _check_times(self, claims: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +206,7 @@ class TokenVerifier:
 
     def participant(self, token: str, *, room: str) -> Participant:
         """Verify ``token`` for joining ``room``."""
-        claims = self.verify(token)
+        claims, key = self.verify_key(token)
         granted = parse_grants(claims)
         token_room = granted.get("room")
         if token_room is None:
@@ -211,6 +223,7 @@ class TokenVerifier:
             api=api,
             project_id=claims.get("sub"),
             claims=claims,
+            key_id=key.key_id,
         )
 
 

@@ -26,7 +26,7 @@ from .expectations import unmet
 from .matching import LLMRequest, count_turn, mismatch, request_facts
 from .providers import RESPONSES, WireFormat
 from .python_rules import to_answer
-from .script import Answer, Rule, Script
+from .script import Answer, Match, Rule, Script
 from .transcript import TranscriptEntry
 
 Sleep = Callable[[float], Awaitable[Any]]
@@ -131,6 +131,8 @@ class ScriptPlayer:
         self._transcript: deque[tuple[TranscriptEntry, int]] = deque()
         self._transcript_bytes = 0
         self._ids = {"resp": 0, "item": 0, "call": 0, "entry": 0}
+        # Told about each transcript entry as it is recorded (the emulator's timeline).
+        self.observer: Callable[[TranscriptEntry], None] | None = None
 
     # ------------------------------------------------------------ inspection
 
@@ -150,6 +152,18 @@ class ScriptPlayer:
         if mine:
             self.failures[:] = [f for f in self.failures if f.room != self.room]
             raise ScriptFailed(mine)
+
+    def unused_rules(self, *, fallbacks: bool = True) -> list[str]:
+        """The labels of the rules that never answered (``times: N`` rules short of N count
+        as used once they answered at all). With ``fallbacks=False``, a catch-all rule after
+        other rules (an answer with no conditions, no ``expect`` and no ``times``: the script's
+        "otherwise") is left out, as the ``fallback`` answer is."""
+        return [rule.label for rule in self.script.rules
+                if not self._uses.get(rule.index) and (fallbacks or not _catch_all(rule))]
+
+    def unmatched(self) -> list[TranscriptEntry]:
+        """The requests no rule (nor the fallback) answered."""
+        return [entry for entry, _ in self._transcript if entry.rule is None]
 
     def uses(self, rule: str | int) -> int:
         """How often a rule (by name, ``rules[i]`` label or index) has answered."""
@@ -402,6 +416,8 @@ class ScriptPlayer:
         ):
             _, dropped = self._transcript.popleft()
             self._transcript_bytes -= dropped
+        if self.observer is not None:
+            self.observer(entry)
         return reply
 
 
@@ -430,3 +446,8 @@ def _exception_text(error: Exception) -> str:
         last = frames[-1]
         text += f"\n  at {last.filename}:{last.lineno} in {last.name}"
     return text
+
+
+def _catch_all(rule: Rule) -> bool:
+    return (rule.index > 0 and rule.match == Match() and rule.answer is not None
+            and rule.respond is None and rule.expect is None and rule.times is None)

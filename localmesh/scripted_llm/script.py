@@ -8,6 +8,7 @@ Rules written in Python (functions, ``expect(...)``) are built in ``python_rules
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -564,7 +565,10 @@ def load_script(path: str | os.PathLike[str]) -> Script:
     return loads_script(text, str(file))
 
 
+@functools.cache
 def load_demo_script() -> Script:
-    """The built-in demo (``demo.yaml`` beside this module): saves a poem about AI to poem.txt."""
+    """The built-in demo (``demo.yaml`` beside this module): saves a poem about AI to poem.txt.
+
+    Parsed once per process (a ``Script`` is immutable): every new emulator starts with it."""
     text = resources.files(__package__).joinpath("demo.yaml").read_text(encoding="utf-8")
     return loads_script(text, "demo.yaml")
