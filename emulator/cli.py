@@ -19,6 +19,7 @@ from localmesh.emulator.config import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
     DEFAULT_PORT,
+    environment,
     local_api_key,
     local_project_key,
 )
@@ -26,12 +27,16 @@ from localmesh.emulator.faults import ADMIN_PATH as FAULTS_PATH
 from localmesh.emulator.faults import KINDS
 from localmesh.emulator.limits import Limits
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
-from localmesh.emulator.server import RoomServer, environment
+from localmesh.emulator.server import RoomServer
 from localmesh.emulator.services.images import parse_mount_option
+from localmesh.emulator.snapshot import Snapshot, SnapshotError
 from localmesh.emulator.storage import DEFAULT_MAX_FILE_BYTES
 from localmesh.emulator.studio import login_link
+from localmesh.emulator.timeline import DEFAULT_TIMELINE_SIZE
 from localmesh.protocol.tokens import ROLES, mint_token
 from localmesh.scripted_llm import ScriptError
+
+FOLLOW_WAIT = 10.0  # seconds each `timeline -f` request waits for news
 
 app = typer.Typer(
     help="localmesh: a local, offline MeshAgent room, its Worker and test harness.",
@@ -41,6 +46,25 @@ app = typer.Typer(
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the emulator keeps its SQLite state.")]
 Port = Annotated[int, typer.Option("--port", help="TCP port on the host.")]
+LongPollWindow = Annotated[float, typer.Option(
+    help="Seconds a waiting queue receive holds before answering empty.")]
+LlmScript = Annotated[Path | None, typer.Option(
+    help="LLM script the /openai/v1 endpoint plays (default: the built-in demo).")]
+TimelineSize = Annotated[int, typer.Option(
+    min=1, help="Timeline events kept per room (`localmesh timeline`).")]
+ImportDir = Annotated[Path | None, typer.Option(
+    "--import", help="Start from an export directory (`localmesh export`).")]
+ExportOnExit = Annotated[Path | None, typer.Option(
+    "--export-on-exit", help="Export the rooms to this directory when stopping.")]
+ApiUrl = Annotated[str | None, typer.Option(
+    "--api-url", help="The emulator (default: MESHAGENT_API_URL, else the local one).")]
+ApiKeyOption = Annotated[str | None, typer.Option(
+    "--api-key", help="Its API key (default: MESHAGENT_API_KEY, else the local data dir's).")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"localmesh: {message}", err=True)
+    return typer.Exit(code)
 
 
 @app.command()
@@ -50,10 +74,8 @@ def serve(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     in_memory: Annotated[bool, typer.Option(
         "--in-memory", help="Keep nothing: state lives in memory and ends with the process.")] = False,
-    long_poll_window: Annotated[float, typer.Option(
-        help="Seconds a waiting queue receive holds before answering empty.")] = DEFAULT_LONG_POLL_WINDOW,
-    llm_script: Annotated[Path | None, typer.Option(
-        help="LLM script the /openai/v1 endpoint plays (default: the built-in demo).")] = None,
+    long_poll_window: LongPollWindow = DEFAULT_LONG_POLL_WINDOW,
+    llm_script: LlmScript = None,
     mount_image: Annotated[list[str] | None, typer.Option(
         "--mount-image", metavar="IMAGE=DIR",
         help="Serve a code image that services mount (container.storage.images) from a local"
@@ -66,6 +88,9 @@ def serve(
     max_file_mb: Annotated[int, typer.Option(
         min=1, help="Largest file an upload may store, in MiB; bigger ones are refused up front.")
     ] = DEFAULT_MAX_FILE_BYTES // (1024 * 1024),
+    timeline_size: TimelineSize = DEFAULT_TIMELINE_SIZE,
+    import_from: ImportDir = None,
+    export_on_exit: ExportOnExit = None,
 ) -> None:
     """Run the room emulator in the foreground until Ctrl-C or SIGTERM (a second one forces the exit)."""
     try:
@@ -81,18 +106,21 @@ def serve(
         long_poll_window=long_poll_window, llm_script=llm_script, log_level="info",
         mount_images=mounts, limits=limits,
         max_file_bytes=max_file_mb * 1024 * 1024,
+        timeline_size=timeline_size, import_from=import_from,
     )
     try:
-        asyncio.run(_serve(server, in_memory))
-    except ScriptError as error:
-        typer.echo(f"localmesh: {error}", err=True)
-        raise typer.Exit(2) from None
+        asyncio.run(_serve(server, in_memory, export_on_exit))
+    except (ScriptError, SnapshotError) as error:
+        raise _fail(str(error), 2) from None
     except OSError as error:
-        typer.echo(f"localmesh: {error}", err=True)
-        raise typer.Exit(1) from None
+        raise _fail(str(error)) from None
+    # Stopped: a further Ctrl-C or SIGTERM (a second one sent while a quick shutdown was
+    # already done) has nothing left to do and must not turn a clean exit into a kill.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
-async def _serve(server: RoomServer, in_memory: bool) -> None:
+async def _serve(server: RoomServer, in_memory: bool, export_on_exit: Path | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -121,7 +149,110 @@ async def _serve(server: RoomServer, in_memory: bool) -> None:
         await stop.wait()
     finally:
         typer.echo("localmesh: shutting down", err=True)
-        await server.stop()
+        try:
+            if export_on_exit is not None:
+                await server.export(export_on_exit)
+                typer.echo(f"localmesh: exported the rooms to {export_on_exit}", err=True)
+        finally:
+            await server.stop()
+
+
+@app.command("exec", context_settings={"ignore_unknown_options": True})
+def exec_(
+    command: Annotated[list[str], typer.Argument(
+        help="The command to run, after --: localmesh exec -- pytest -q", show_default=False)],
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Keep the state in this data dir (default: in memory).")] = None,
+    port: Annotated[int, typer.Option("--port", help="TCP port (default: any free one).")] = 0,
+    long_poll_window: LongPollWindow = DEFAULT_LONG_POLL_WINDOW,
+    llm_script: LlmScript = None,
+    import_from: ImportDir = None,
+    export_on_exit: ExportOnExit = None,
+) -> None:
+    """Run COMMAND against a throwaway emulator, exit with COMMAND's status.
+
+    The server starts first (in memory unless --data-dir), COMMAND gets its environment
+    (MESHAGENT_API_URL and the rest of `localmesh env`), and the server stops when it ends."""
+    from localmesh.emulator.exec import CommandNotFound, exec_with_server
+
+    server = RoomServer(
+        port=port, data_dir=data_dir, long_poll_window=long_poll_window, llm_script=llm_script,
+        import_from=import_from,
+    )
+    try:
+        status = asyncio.run(exec_with_server(server, command, export_on_exit=export_on_exit))
+    except CommandNotFound as error:
+        raise _fail(str(error), 127) from None
+    except (ScriptError, SnapshotError) as error:
+        raise _fail(str(error), 2) from None
+    except OSError as error:
+        raise _fail(str(error)) from None
+    raise typer.Exit(status)
+
+
+def _admin_client(api_url: str | None, api_key: str | None, data_dir: Path):
+    from localmesh.emulator.admin_client import AdminClient
+
+    url = api_url or os.environ.get("MESHAGENT_API_URL") or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    key = api_key or os.environ.get("MESHAGENT_API_KEY") or local_api_key(data_dir)
+    if not key:
+        raise _fail("no API key: set MESHAGENT_API_KEY (see `localmesh env`), pass --api-key, "
+                    "or run this where `localmesh serve` keeps its data dir", 2)
+    return AdminClient(url, key)
+
+
+@app.command()
+def timeline(
+    room: Annotated[str | None, typer.Option(help="One room (default: every room).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
+    kind: Annotated[str | None, typer.Option(
+        help="Only this kind (a prefix works: queue, storage, call).")] = None,
+    participant: Annotated[str | None, typer.Option(help="Only this participant's events.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many past events.")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Print the rooms' timeline of a running emulator, one line per event."""
+    from localmesh.emulator.admin_client import AdminError
+
+    client = _admin_client(api_url, api_key, data_dir)
+    since, options = 0, {"kind": kind, "participant": participant}
+    try:
+        page = client.timeline(room, limit=limit, **options)
+        while True:
+            for event in page["events"]:
+                typer.echo(json.dumps(event) if as_json else event["line"])
+            since = page["last"]
+            if not follow:
+                return
+            page = client.timeline(room, since=since, wait=FOLLOW_WAIT, **options)
+    except AdminError as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        return
+
+
+@app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(
+        help="Where to write the export (a new or empty directory, or an older export).")],
+    api_url: ApiUrl = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Export a running emulator's rooms (queues, messages, files) and keys to DIRECTORY."""
+    from localmesh.emulator.admin_client import AdminError
+
+    client = _admin_client(api_url, api_key, data_dir)
+    try:
+        snapshot = Snapshot.from_tar(client.export(), f"the export from {client.url}")
+        snapshot.write(directory)
+    except (AdminError, SnapshotError) as error:
+        raise _fail(str(error)) from None
+    rooms = snapshot.rooms
+    typer.echo(f"exported {len(rooms)} room(s) to {directory}", err=True)
 
 
 @app.command()
