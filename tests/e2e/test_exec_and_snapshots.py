@@ -1,0 +1,143 @@
+"""``localmesh exec -- CMD`` and ``serve --import/--export-on-exit``: real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from localmesh.emulator.server import RoomServer
+from localmesh.emulator.snapshot import Snapshot
+from localmesh.protocol.tokens import ApiKey, mint_token
+from localmesh.worker import RoomClient
+
+pytestmark = pytest.mark.slow
+STARTUP = 30.0  # seconds a process may take to import and listen, on a loaded machine
+EXIT = 15.0
+
+# What the command run by exec does: reach the server it was given, through our client.
+CLIENT = textwrap.dedent("""
+    import asyncio, os, sys
+    from localmesh.protocol.tokens import ApiKey, mint_token
+    from localmesh.worker import RoomClient
+
+    async def main():
+        key = ApiKey.parse(os.environ["MESHAGENT_API_KEY"])
+        token = mint_token(key, room="ci", name="job")
+        async with RoomClient(os.environ["MESHAGENT_API_URL"], "ci", token) as room:
+            seen = await room.queues.receive("inbox", wait=False)
+            await room.storage.upload("result.txt", repr(seen).encode(), overwrite=True)
+            await room.queues.send("outbox", {"done": True})
+
+    asyncio.run(main())
+    sys.exit(int(sys.argv[1]))
+""")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def localmesh_command() -> list[str]:
+    return [sys.executable, "-c", "from localmesh.cli import main; main()"]
+
+
+async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Poll ``GET /healthz`` until it answers 200, the process dies, or STARTUP passes."""
+    async with httpx.AsyncClient(timeout=2) as http, asyncio.timeout(STARTUP):
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"localmesh serve exited early with {process.returncode}")
+            try:
+                if (await http.get(f"{url}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)  # polling a process we do not control: no event to wait on
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MESHAGENT_", "OPENAI_"))}
+
+
+def _exec(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*localmesh_command(), "exec", *args], env=_clean_env(), cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_exec_gives_the_command_the_server_and_exits_with_its_status(tmp_path: Path) -> None:
+    probe = "import os, sys; print(os.environ['MESHAGENT_API_URL']); sys.exit(7)"
+    run = _exec("--", sys.executable, "-c", probe, cwd=tmp_path)
+    assert run.returncode == 7, run.stderr
+    assert run.stdout.startswith("http://127.0.0.1:")
+    assert _exec("--", sys.executable, "-c", CLIENT, "0", cwd=tmp_path).returncode == 0
+    missing = _exec("--", "no-such-command-here", cwd=tmp_path)
+    assert missing.returncode == 127 and "command not found" in missing.stderr
+
+
+async def test_exec_starts_from_an_export_and_exports_on_exit(tmp_path: Path) -> None:
+    async with RoomServer() as server:
+        token = server.mint_token(room="ci", name="seed")
+        async with RoomClient(server.url, "ci", token) as room:
+            await room.queues.send("inbox", {"task": 1})
+        await server.export(tmp_path / "before")
+
+    run = await asyncio.to_thread(
+        _exec, "--import", str(tmp_path / "before"), "--export-on-exit", str(tmp_path / "after"),
+        "--", sys.executable, "-c", CLIENT, "3", cwd=tmp_path)
+    assert run.returncode == 3, run.stderr
+    (ci,) = Snapshot.read(tmp_path / "after").rooms
+    assert {q["name"]: q["messages"] for q in ci["queues"]} == {"inbox": [], "outbox": [{"done": True}]}
+    (result,) = ci["files"]
+    blob = tmp_path / "after" / "files" / result["sha256"]
+    assert (result["path"], blob.read_text()) == ("result.txt", "{'task': 1}")
+
+
+async def test_serve_imports_and_exports_on_exit(tmp_path: Path) -> None:
+    async with RoomServer() as server:
+        async with RoomClient(server.url, "r", server.mint_token(room="r", name="seed")) as room:
+            await room.storage.upload("kept.txt", b"from the snapshot")
+        await server.export(tmp_path / "in")
+        api_key = server.api_key
+
+    port = free_port()
+    process = subprocess.Popen(
+        [*localmesh_command(), "serve", "--in-memory", "--port", str(port),
+         "--import", str(tmp_path / "in"), "--export-on-exit", str(tmp_path / "out")],
+        env=_clean_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", process)
+        token = mint_token(ApiKey.parse(api_key), room="r", name="visitor")
+        async with RoomClient(f"http://127.0.0.1:{port}", "r", token) as room:
+            assert (await room.storage.download("kept.txt")).text == "from the snapshot"
+            await room.queues.send("left", {"n": 1})
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.to_thread(process.communicate, timeout=EXIT)
+    assert process.returncode == 0, output.decode(errors="replace")
+    (room,) = Snapshot.read(tmp_path / "out").rooms
+    assert room["queues"] == [{"name": "left", "messages": [{"n": 1}]}]
+    assert [f["path"] for f in room["files"]] == ["kept.txt"]
+
+
+def test_serve_refuses_an_export_of_an_unknown_version(tmp_path: Path) -> None:
+    (tmp_path / "future").mkdir()
+    (tmp_path / "future" / "localmesh-export.json").write_text(
+        '{"format": "localmesh-export", "version": 2, "keys": [], "rooms": []}')
+    run = subprocess.run(
+        [*localmesh_command(), "serve", "--in-memory", "--port", str(free_port()),
+         "--import", str(tmp_path / "future")],
+        env=_clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "format version 2" in run.stderr and "reads version 1 only" in run.stderr
