@@ -80,9 +80,10 @@ USER_PROJECT_TEST = '''
         assert isinstance(localmesh_server, RoomServer)
 
 
-    def test_the_scripted_llm_fixture(scripted_llm):
+    async def test_the_scripted_llm_fixture(scripted_llm):
         adapter = scripted_llm("rules: [{answer: {text: hello}}]")
-        assert adapter.transport.player.script.rules
+        await adapter.transport.player.respond({"model": "m", "input": "hi"})  # strict: rules used
+        assert [entry.rule for entry in adapter.transport.player.transcript] == ["rules[0]"]
 '''
 
 

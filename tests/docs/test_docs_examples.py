@@ -211,6 +211,20 @@ def test_the_server_fixture_attributes_exist() -> None:
     assert [n for n in names if not hasattr(RoomServer, n)] == []
 
 
+def test_the_project_fixture_attributes_exist() -> None:
+    from localmesh.emulator.project import Project, ProjectFaults, ProjectLLM
+
+    lines = (ROOT / TESTING_MD).read_text(encoding="utf-8").splitlines()
+    row = next(line for line in lines if line.startswith("| `localmesh` |"))
+    names = re.findall(r"`(?:await )?(\w+)(?:\(|`)", row.split("|")[2])
+    assert len(names) >= 15
+    in_init = set(re.findall(r"self\.(\w+) =", inspect.getsource(Project.__init__)))
+    def exists(name: str) -> bool:  # on the project, or on its llm or faults
+        return name in in_init or any(hasattr(c, name) for c in (Project, ProjectLLM, ProjectFaults))
+
+    assert [n for n in names if not exists(n)] == []
+
+
 # ---------------------------------------------------------------- docs/benchmarks.md
 
 

@@ -67,7 +67,8 @@ def _documented_commands(doc: str) -> list[tuple[list[str], list[str]]]:
     return found
 
 
-@pytest.mark.parametrize("doc", [README, "docs/worker.md", "docs/services.md", "docs/studio.md"])
+@pytest.mark.parametrize(
+    "doc", [README, "docs/worker.md", "docs/services.md", "docs/studio.md", "docs/snapshots.md"])
 def test_every_documented_command_and_option_exists(doc: str) -> None:
     missing = []
     for words, options in _documented_commands(doc):

@@ -91,7 +91,7 @@ async def test_the_script_failure_joins_the_report_of_a_test_that_failed_anyway(
     worker = await localmesh_worker(llm=[expect(model="gpt-5"), {"answer": {"text": "x"}}])
     room = await localmesh_room()
     await room.queues.send("tasks", {"prompt": "hello"})
-    await run_until_drained(worker, room)
+    await run_until_drained(worker, room, allow_failed=True)  # the test checks for itself
     assert worker.stats.failed == 0, "the message failed"
 
 

@@ -33,6 +33,7 @@ async def test_a_20_second_long_poll_ends_when_the_clock_says(
         assert await theirs is None
 
 
+@pytest.mark.localmesh_strict(queued_messages=["jobs"])  # the two sends before expiry stay
 async def test_a_token_that_expires_mid_connection_refuses_the_next_call(
     localmesh_server, localmesh_clock, localmesh_room, meshagent_room
 ) -> None:
