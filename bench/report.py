@@ -12,6 +12,7 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 CHART = DOCS.with_name("benchmarks.png")
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+HARNESS_BEGIN, HARNESS_END = "<!-- bench:harness:begin -->", "<!-- bench:harness:end -->"
 
 
 @dataclass
@@ -79,7 +80,7 @@ class Report:
         lines = [
             "| figure | localmesh, our client | localmesh, real SDK | Redis | compared | target | |",
             "|---|---:|---:|---:|---:|---|---|",
-        ]
+        ] if self.rows else []
         for row in self.rows:
             target = "" if row.target is None else row.target.describe()
             status = "" if row.target is None else ("met" if row.target.met else "**missed**")
@@ -87,7 +88,7 @@ class Report:
                          f" | {target} | {status} |")
         notes = [f"- {row.figure}: {row.note}" for row in self.rows if row.note]
         if self.extra:
-            lines += ["", "| measurement | result | detail |", "|---|---:|---|"]
+            lines += ([""] if lines else []) + ["| measurement | result | detail |", "|---|---:|---|"]
             lines += [f"| {name} | {value} | {detail} |" for name, value, detail in self.extra]
         return "\n".join(lines + ([""] + notes if notes else []))
 

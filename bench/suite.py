@@ -35,8 +35,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.clients import Ours, Redis, Sdk, receive_many, send_many
+from bench.harness import FULL_HARNESS, QUICK_HARNESS, HarnessConfig, run_harness
 from bench.procs import Localmesh, PeakSampler, ServerProcess, run_localmesh, run_redis
-from bench.report import Report, Target, load_average, machine, update_docs, write_chart
+from bench.report import (
+    HARNESS_BEGIN,
+    HARNESS_END,
+    Report,
+    Target,
+    load_average,
+    machine,
+    update_docs,
+    write_chart,
+)
 
 MB = 1024 * 1024
 PHASE_TIMEOUT = 600.0  # a phase longer than this is broken, not slow
@@ -466,7 +476,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--update-docs", action="store_true",
                         help="write the table into docs/benchmarks.md and the chart beside it")
     parser.add_argument("--no-fail", action="store_true", help="exit 0 even when a target is missed")
+    parser.add_argument("--harness", action="store_true",
+                        help="measure the test harness instead (server start/stop, reset, plugin "
+                             "import, pytest runs of trivial tests)")
+    parser.add_argument("--tests", type=int, help="harness: trivial tests in each pytest run")
     args = parser.parse_args(argv)
+    if args.harness:
+        harness_main(args, parser)
+        return
     config = QUICK if args.quick else FULL
     overrides = {k: v for k, v in (("rounds", args.rounds), ("file_mb", args.file_mb),
                                     ("pollers", args.pollers)) if v is not None}
@@ -494,3 +511,24 @@ def main(argv: list[str] | None = None) -> None:
                                              for t in report.missed))
         if not args.no_fail:
             raise SystemExit(1)
+
+
+def harness_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    config = QUICK_HARNESS if args.quick else FULL_HARNESS
+    if args.tests is not None:
+        if args.tests <= 0:
+            parser.error("--tests must be positive")
+        config = HarnessConfig(rounds=config.rounds, tests=args.tests)
+    print(f"machine: {machine()}")
+    report = Report()
+    started = time.perf_counter()
+    run_harness(config, report)
+    elapsed = time.perf_counter() - started
+    print(f"\n{report.markdown()}\n\ntotal {elapsed:.1f} s")
+    if args.update_docs:
+        header = (
+            f"Measured {date.today().isoformat()} with `python -m bench --harness"
+            f"{' --quick' if args.quick else ''}` ({elapsed:.0f} s) on {machine()}; load average "
+            f"at the end {load_average()}. Settings: {config.describe()}."
+        )
+        update_docs(report, header, HARNESS_BEGIN, HARNESS_END)
