@@ -58,10 +58,34 @@ def bounded_arguments(arguments: Any) -> dict[str, Any] | None:
             kept[key] = value if len(value) <= _MAX_KEPT_TEXT else Shown(_BOUNDED.repr(value))
         elif value is None or isinstance(value, bool | int | float):
             kept[key] = value if not isinstance(value, int) or abs(value) < 10**18 else Shown("<int>")
+        elif _small(value, [_SMALL_NODES]):
+            kept[key] = value  # kept whole: its summary is made when read
         else:
-            shown = _BOUNDED.repr(value)
-            kept[key] = value if "..." not in shown else Shown(shown)  # small: kept whole
+            kept[key] = Shown(_BOUNDED.repr(value))
     return kept
+
+
+_SMALL_NODES = 24  # a container of at most this many values, all short, is kept as it is
+
+
+def _small(value: Any, budget: list[int]) -> bool:
+    """Whether ``value`` holds at most ``budget[0]`` values, none a long string or a huge
+    int: a walk that stops as soon as it is not (cheaper than a bounded repr)."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    if isinstance(value, str):
+        return len(value) <= _MAX_KEPT_TEXT
+    if value is None or isinstance(value, bool | float):
+        return True
+    if isinstance(value, int):
+        return abs(value) < 10**18
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and len(k) <= _MAX_KEPT_TEXT and _small(v, budget)
+                   for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_small(v, budget) for v in value)
+    return False
 
 
 def _short(value: Any) -> str:
