@@ -33,7 +33,7 @@ from localmesh.emulator.snapshot import Snapshot, SnapshotError
 from localmesh.emulator.storage import DEFAULT_MAX_FILE_BYTES
 from localmesh.emulator.studio import login_link
 from localmesh.emulator.timeline import DEFAULT_TIMELINE_SIZE
-from localmesh.protocol.tokens import ROLES, mint_token
+from localmesh.protocol.tokens import ROLES, ApiKey, AuthError, mint_token
 from localmesh.scripted_llm import ScriptError
 
 FOLLOW_WAIT = 10.0  # seconds each `timeline -f` request waits for news
@@ -310,10 +310,20 @@ def token(
     role: Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")] = "agent",
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Print a participant token (JWT) signed with the local project key."""
+    """Print a participant token (JWT) signed with the local project key, or with the key in
+    MESHAGENT_API_KEY when it is set (as `localmesh env` and `localmesh exec` set it) and no
+    other --data-dir is given."""
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
-    key = asyncio.run(local_project_key(data_dir))
+    from_env = os.environ.get("MESHAGENT_API_KEY")
+    if from_env and data_dir == DEFAULT_DATA_DIR:
+        try:
+            key = ApiKey.parse(from_env)
+        except AuthError:
+            raise typer.BadParameter("MESHAGENT_API_KEY is not a localmesh API key (ma-...)",
+                                     param_hint="MESHAGENT_API_KEY") from None
+    else:
+        key = asyncio.run(local_project_key(data_dir))
     typer.echo(mint_token(key, room=room, name=name, role=role))
 
 

@@ -85,6 +85,23 @@ def test_exec_gives_the_command_the_server_and_exits_with_its_status(tmp_path: P
     assert missing.returncode == 127 and "command not found" in missing.stderr
 
 
+def test_localmesh_token_inside_exec_signs_with_the_exec_servers_key(tmp_path: Path) -> None:
+    # The command's own CLI calls reach the throwaway server: `localmesh token` takes the key
+    # exec exported, and makes no data dir of its own in the working directory.
+    command = " ".join(localmesh_command()[:2]) + ' "from localmesh.cli import main; main()"'
+    script = (f'{command} token --room ci --name job > token.txt && '
+              f'{sys.executable} -c "{CHECK_TOKEN}"')
+    run = _exec("--", "sh", "-c", script, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert not (tmp_path / ".localmesh").exists()
+
+
+# Inside exec: the token in token.txt opens room "ci" of the server exec started.
+CHECK_TOKEN = ("import asyncio, os; from localmesh.worker import RoomClient; "
+               "asyncio.run(RoomClient(os.environ['MESHAGENT_API_URL'], 'ci', "
+               "open('token.txt').read().strip()).connect())")
+
+
 async def test_exec_starts_from_an_export_and_exports_on_exit(tmp_path: Path) -> None:
     async with RoomServer() as server:
         token = server.mint_token(room="ci", name="seed")
