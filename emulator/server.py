@@ -102,11 +102,12 @@ class RoomServer:
         self._uvicorn.lifespan = config.lifespan_class(config)
         # startup + main_loop rather than serve(): serve() takes over the process's signals.
         try:
-            # uvicorn exits the process (SystemExit) when it cannot bind; turn that into an error
-            # the caller can handle, and close the store so no thread keeps the process alive.
-            await self._uvicorn.startup()
+            # uvicorn exits the process (SystemExit) when it cannot start; turn that and a
+            # failed bind into an error the caller can handle, and close the store so no
+            # thread keeps the process alive.
+            await self._uvicorn.startup(sockets=[self._guard.listener(self.host, self.port)])
             listening = self._uvicorn.started
-        except SystemExit:
+        except (SystemExit, OSError):
             listening = False
         if not listening:
             await self._state.close()
