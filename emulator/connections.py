@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +35,9 @@ logger = logging.getLogger("localmesh.connections")
 
 FD_RESERVE = 64  # descriptors kept for SQLite, logs and the listening socket
 # asyncio accepts up to the listen backlog in one go, before any protocol sees a connection:
-# the cap must leave that many descriptors free, so a small backlog keeps the cap high.
+# the cap leaves that many descriptors free, so a small backlog keeps the cap high. Under a
+# flood several such rounds can be in flight at once, so the listener also stops accepting
+# while the descriptors in use reach the budget (see ``listener``).
 ACCEPT_BACKLOG = 128
 SWEEP_INTERVAL = 1.0
 _REFUSAL = (
@@ -62,6 +65,8 @@ class ConnectionGuard:
         self.limits = limits
         spare = open_file_limit() - FD_RESERVE - ACCEPT_BACKLOG
         self.max_connections = max(8, min(limits.max_connections, spare))
+        self.fd_budget = max(self.max_connections + 8, open_file_limit() - FD_RESERVE)
+        self.accepted_unseen = 0  # accepted by the listener, not yet seen by a protocol
         self.open: set[asyncio.Protocol] = set()
         self._pending: OrderedDict[H11Protocol, asyncio.TimerHandle] = OrderedDict()
         self._sockets: dict[int, WebSocketsSansIOProtocol] = {}  # id(scope) -> protocol
@@ -73,12 +78,40 @@ class ConnectionGuard:
 
     # ------------------------------------------------------------ uvicorn config
 
+    def listener(self, host: str, port: int) -> socket.socket:
+        """The listening socket to give uvicorn: it leaves connections in the kernel's queue
+        while this process's descriptors are at their budget, rather than accepting into
+        EMFILE (asyncio would log an error and stop accepting for a second)."""
+        guard = self
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+
+        class GuardedListener(socket.socket):
+            def accept(self) -> tuple[socket.socket, Any]:
+                if len(guard.open) + guard.accepted_unseen >= guard.fd_budget:
+                    # asyncio reads this as "nothing more to accept" and asks again on the
+                    # next turn of the loop, by when evicted connections have let go.
+                    raise BlockingIOError("localmesh: at the open-file budget")
+                accepted = super().accept()
+                guard.accepted_unseen += 1
+                return accepted
+
+        sock = GuardedListener(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
     def protocols(self) -> dict[str, Any]:
         """The ``http=`` and ``ws=`` classes to give ``uvicorn.Config``, bound to this guard."""
         guard = self
 
         class GuardedH11(H11Protocol):
             def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+                guard.accepted_unseen = max(0, guard.accepted_unseen - 1)
                 super().connection_made(transport)
                 guard._opened(self)
 

@@ -127,11 +127,12 @@ class RoomServer:
         # startup() alone, not serve(): serve() takes over the process's signals, and its
         # main loop only ticks every 0.1 s to notice a stop, which a test pays every time.
         try:
-            # uvicorn exits the process (SystemExit) when it cannot bind; turn that into an error
-            # the caller can handle, and close the store so no thread keeps the process alive.
-            await self._uvicorn.startup()
+            # uvicorn exits the process (SystemExit) when it cannot start; turn that and a
+            # failed bind into an error the caller can handle, and close the store so no
+            # thread keeps the process alive.
+            await self._uvicorn.startup(sockets=[self._guard.listener(self.host, self.port)])
             listening = self._uvicorn.started
-        except SystemExit:
+        except (SystemExit, OSError):
             listening = False
         if not listening:
             await self._state.close()
