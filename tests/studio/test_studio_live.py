@@ -118,7 +118,9 @@ async def test_an_open_stream_ends_when_the_server_stops(tmp_path) -> None:
         await generator.aclose()
 
 
-async def test_the_activity_topic_follows_its_own_rooms_timeline(live, localmesh_server, localmesh_room) -> None:
+async def test_the_activity_topic_follows_its_own_rooms_timeline(
+    live, localmesh_server, localmesh_room
+) -> None:
     state = localmesh_server.state
     before = (await fingerprint(state, ROOM))["activity"]
     await localmesh_room("elsewhere", name="bob")

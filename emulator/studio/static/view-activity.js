@@ -13,8 +13,11 @@ import { navigate } from "./nav.js";
 const ROW_HEIGHT = 28;
 
 function time(seconds) {
+  // 24-hour local time to the millisecond: events of one call are often a millisecond apart.
   const date = new Date(seconds * 1000);
-  return `${date.toLocaleTimeString()}.${String(date.getMilliseconds()).padStart(3, "0")}`;
+  const two = (n) => String(n).padStart(2, "0");
+  return `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}` +
+    `.${String(date.getMilliseconds()).padStart(3, "0")}`;
 }
 
 function plural(count, word) {
