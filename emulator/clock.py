@@ -19,7 +19,7 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sized
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -102,7 +102,7 @@ class VirtualClock:
     def _wake_jumper(self) -> None:
         """Start auto mode's task if it is on, a timer waits and none is running. Outside a
         running loop there is nothing to do: the first timer, made in one, starts it."""
-        if not self._auto or self._jumper is not None or not self.pending():
+        if not self._auto or self._jumper is not None or self._next_deadline() is None:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -117,9 +117,9 @@ class VirtualClock:
         to the earliest timer (firing it and whatever falls due with it)."""
         ready = loop._ready  # type: ignore[attr-defined]
         try:
-            while self._auto and self.pending():
+            while self._auto and self._next_deadline() is not None:
                 if await _settled(ready):
-                    deadline = self._next_deadline()
+                    deadline = self._next_deadline()  # the wait may have ended meanwhile
                     if deadline is not None and self._auto:
                         self.jumps += 1
                         await self.advance(max(0.0, deadline - self._now))
@@ -127,6 +127,7 @@ class VirtualClock:
             self._jumper = None
 
     def _next_deadline(self) -> float | None:
+        """The earliest waiting timer's deadline (ended waits are dropped from the top)."""
         while self._timers and not self._timers[0].alive:
             heapq.heappop(self._timers)
         return self._timers[0].deadline if self._timers else None
@@ -197,13 +198,13 @@ class _Timer:
     alive: bool = field(default=True, compare=False)
 
 
-async def _settled(ready: object, turns: int = AUTO_IDLE_TURNS) -> bool:
+async def _settled(ready: Sized, turns: int = AUTO_IDLE_TURNS) -> bool:
     """Whether ``turns`` loop turns in a row pass with no callback ready but this task's own:
     nothing runs, no socket has bytes to read, no timer of asyncio's fell due. Not a timed wait:
     each turn polls the sockets without blocking."""
     for _ in range(turns):
         await asyncio.sleep(0)
-        if ready:  # what is queued behind this task: another task's step, I/O, a due timer
+        if len(ready):  # what is queued behind this task: another task's step, I/O, a due timer
             return False
     return True
 
