@@ -219,7 +219,8 @@ class ConnectionGuard:
         protocol = self._socket(scope)
         if protocol is None:
             return None
-        return protocol.transport.close
+        # Frames the protocol holds for the end of this loop turn go out first.
+        return getattr(protocol, "hang_up", protocol.transport.close)
 
     def limit_frames(self, scope: dict[str, Any], max_bytes: int) -> None:
         """Refuse frames over ``max_bytes`` on this websocket before reading them (1009)."""

@@ -5,11 +5,16 @@ Either way the outbox gives up on it (``on_stalled``) instead of letting the ser
 room events are dropped into the buffer without waiting (``put_nowait``), and a call's own
 replies wait for room at most ``write_timeout`` seconds. The frames of one message are
 queued and written together, so two messages never interleave on the socket.
+
+The writer hands the socket everything queued when it runs: all the messages put in the
+same turn of the event loop go to ``send_frames`` as one list of frames, which the
+websocket writes in one transport write (one system call for a pipelined burst).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -19,7 +24,10 @@ logger = logging.getLogger("localmesh.outbox")
 DEFAULT_OUTBOX_BYTES = 8 * 1024 * 1024
 DEFAULT_WRITE_TIMEOUT = 10.0
 
-SendFrame = Callable[[bytes], Awaitable[None]]
+# Writes frames back to back, in order (the websocket's ``send_frames``); raising means
+# the connection is gone.
+SendFrames = Callable[[list[bytes]], Awaitable[None]]
+BATCH_BYTES = 256 * 1024  # one hand-off to the socket takes whole messages up to about this
 
 
 class OutboxClosed(ConnectionError):
@@ -29,13 +37,13 @@ class OutboxClosed(ConnectionError):
 class Outbox:
     def __init__(
         self,
-        send_frame: SendFrame,
+        send_frames: SendFrames,
         *,
         max_bytes: int = DEFAULT_OUTBOX_BYTES,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         on_stalled: Callable[[str], None],
     ) -> None:
-        self._send_frame = send_frame
+        self._send_frames = send_frames
         self.max_bytes = max_bytes
         self.write_timeout = write_timeout
         self._on_stalled = on_stalled
@@ -79,6 +87,9 @@ class Outbox:
     async def put(self, frames: list[bytes]) -> None:
         """Queue a message, waiting up to ``write_timeout`` for room in the buffer."""
         size = sum(len(frame) for frame in frames)
+        if not self.closed and self._fits(size):  # the usual case: no timer to set up
+            self._enqueue(frames, size)
+            return
         try:
             async with asyncio.timeout(self.write_timeout):
                 while not self.closed and not self._fits(size):
@@ -99,11 +110,10 @@ class Outbox:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                frames, size = self._messages[0]
+                frames, count, size = self._next_batch()
                 try:
                     async with asyncio.timeout(self.write_timeout):
-                        for frame in frames:
-                            await self._send_frame(frame)
+                        await self._send_frames(frames)
                 except TimeoutError:
                     self.stall(f"a write to the client made no progress for {self.write_timeout:g} s")
                     return
@@ -111,13 +121,30 @@ class Outbox:
                     logger.info("outbox: a write failed, the connection is gone: %r", error)
                     self._close(f"the connection is gone ({type(error).__name__})")
                     return
-                self._messages.popleft()
+                for _ in range(count):
+                    self._messages.popleft()
                 self.buffered -= size
                 if self._fits(1):
                     self._room.set()
         except asyncio.CancelledError:
             self._close("the connection is closing")
             raise
+
+    def _next_batch(self) -> tuple[list[bytes], int, int]:
+        """The frames of the queued messages to write together (whole messages, at least
+        one, up to about ``BATCH_BYTES``), how many messages that is and their size."""
+        frames, size = self._messages[0]
+        if len(self._messages) == 1 or size >= BATCH_BYTES:
+            return frames, 1, size
+        batch = list(frames)
+        count = 1
+        for more, more_size in itertools.islice(self._messages, 1, None):
+            if size + more_size > BATCH_BYTES:
+                break
+            batch += more
+            size += more_size
+            count += 1
+        return batch, count, size
 
     async def flush(self, timeout: float) -> None:
         """Wait until everything queued so far was written (or the outbox closed)."""

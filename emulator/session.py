@@ -118,8 +118,10 @@ class Session:
         self._assembler = PacketAssembler(
             limits.max_message_bytes, max_packet_bytes=limits.max_packet_bytes, budget=budget
         )
+        self._write_frames = getattr(websocket, "send_frames", None) or self._send_each
+        self._cuts_queued = 0  # cut markers (drop faults) put in the outbox so far
         self._outbox = Outbox(
-            self._send_frame, max_bytes=limits.outbox_bytes,
+            self._send_frames, max_bytes=limits.outbox_bytes,
             write_timeout=limits.write_timeout, on_stalled=self._stalled,
         )
         self._inflight = InFlight(limits.max_active_calls, limits.max_waiting_calls)
@@ -141,11 +143,22 @@ class Session:
 
     # ------------------------------------------------------------ writing
 
-    async def _send_frame(self, frame: bytes) -> None:
-        if isinstance(frame, _Cut):
-            self._cut_here(frame)
-            raise ConnectionResetError("localmesh: connection cut by an injected fault")
-        await self.websocket.send_bytes(frame)
+    async def _send_frames(self, frames: list[bytes]) -> None:
+        """Write the outbox's frames in order, in one write when the websocket can. A cut
+        marker among them (a drop fault) ends the connection after the frames before it."""
+        if self._cuts_queued:
+            for index, frame in enumerate(frames):
+                if isinstance(frame, _Cut):
+                    if index:
+                        await self._write_frames(frames[:index])
+                    self._cut_here(frame)
+                    raise ConnectionResetError("localmesh: connection cut by an injected fault")
+        await self._write_frames(frames)
+
+    async def _send_each(self, frames: list[bytes]) -> None:
+        # A websocket without ``send_frames`` (not on our protocol): a frame per send.
+        for frame in frames:
+            await self.websocket.send_bytes(frame)
 
     async def _write(
         self, message_id: int, type: str, data: bytes, budget: FrameBudget | None = None
@@ -175,6 +188,7 @@ class Session:
             return frames, True
         marker = _Cut()
         marker.budgets = spent
+        self._cuts_queued += 1
         for b in spent:
             b.cut = True
         return [*frames[:allowed], marker], allowed == len(frames)

@@ -147,7 +147,6 @@ async def test_a_download_cut_mid_stream_leaves_the_file_whole(localmesh_server,
 # ---------------------------------------------------------------- drop_connection
 
 
-@NOT_PORTED
 async def test_a_connection_cut_after_n_frames(localmesh_server, meshagent_room):
     # The handshake is 4 frames (room_ready, connected); a send's reply 2 more.
     fault = localmesh_server.faults.add("drop_connection", participant="alice", after_frames=6)
