@@ -6,9 +6,11 @@ room events are dropped into the buffer without waiting (``put_nowait``), and a 
 replies wait for room at most ``write_timeout`` seconds. The frames of one message are
 queued and written together, so two messages never interleave on the socket.
 
-The writer hands the socket everything queued when it runs: all the messages put in the
-same turn of the event loop go to ``send_frames`` as one list of frames, which the
-websocket writes in one transport write (one system call for a pipelined burst).
+A message put while nothing waits in the buffer is written at once (``write_now``) if the
+socket takes it without waiting; otherwise the writer task hands the socket everything
+queued when it runs: the messages put in the same turn of the event loop go to
+``send_frames`` as one list of frames, which the websocket writes in one transport write
+(one system call for a pipelined burst).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ DEFAULT_WRITE_TIMEOUT = 10.0
 # Writes frames back to back, in order (the websocket's ``send_frames``); raising means
 # the connection is gone.
 SendFrames = Callable[[list[bytes]], Awaitable[None]]
+# Writes frames at once if the socket takes them without waiting; False: it would wait.
+WriteNow = Callable[[list[bytes]], bool]
 BATCH_BYTES = 256 * 1024  # one hand-off to the socket takes whole messages up to about this
 
 
@@ -39,11 +43,13 @@ class Outbox:
         self,
         send_frames: SendFrames,
         *,
+        write_now: WriteNow | None = None,
         max_bytes: int = DEFAULT_OUTBOX_BYTES,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         on_stalled: Callable[[str], None],
     ) -> None:
         self._send_frames = send_frames
+        self._write_now = write_now
         self.max_bytes = max_bytes
         self.write_timeout = write_timeout
         self._on_stalled = on_stalled
@@ -66,6 +72,8 @@ class Outbox:
         return self.buffered == 0 or self.buffered + size <= self.max_bytes
 
     def _enqueue(self, frames: list[bytes], size: int) -> None:
+        if not self._messages and self._write_now is not None and self._write_now(frames):
+            return  # nothing queued before it and the socket took it: no wake-up of the writer
         self._messages.append((frames, size))
         self.buffered += size
         if not self._fits(1):

@@ -79,3 +79,29 @@ async def test_a_write_that_makes_no_progress_cuts_the_client_off() -> None:
             outbox.put_nowait([b"more"])
     finally:
         await outbox.aclose()
+
+
+async def test_a_message_is_written_at_once_when_nothing_waits_and_the_socket_takes_it() -> None:
+    socket = Socket()
+    taken: list[list[bytes]] = []
+    takes = [True]  # whether the socket takes a write without waiting right now
+
+    def write_now(frames: list[bytes]) -> bool:
+        if takes[0]:
+            taken.append(list(frames))
+        return takes[0]
+
+    outbox = Outbox(socket.send_frames, write_now=write_now, on_stalled=lambda reason: None)
+    outbox.start()
+    try:
+        await outbox.put([b"a0", b"a1"])
+        assert taken == [[b"a0", b"a1"]] and outbox.buffered == 0  # written in the put itself
+        takes[0] = False  # the socket is full: the writer task takes over, in order
+        await outbox.put([b"b0"])
+        takes[0] = True
+        await outbox.put([b"c0"])  # queued behind b0, never ahead of it
+        await outbox.flush(timeout=5)
+        assert taken == [[b"a0", b"a1"]]
+        assert socket.writes == [[b"b0", b"c0"]]
+    finally:
+        await outbox.aclose()
