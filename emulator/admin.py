@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from localmesh.protocol.tokens import AuthError, bearer_token
-
+from .admin_auth import error_response, project_namespace
 from .namespaces import check_room_name, in_namespace, room_key, room_name
 from .snapshot import take_snapshot
 
@@ -33,29 +32,12 @@ MAX_WAIT = 30.0  # seconds a timeline request may wait for news
 DEFAULT_LIMIT = 200
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers={"x-localmesh-reason": message})
-
-
 def create_admin_router(state_of: Callable[[HTTPConnection], EmulatorState]) -> APIRouter:
     """The admin routes; ``state_of(request)`` is the state of the server that received it."""
     router = APIRouter()
 
     def namespace_of(request: Request) -> str | JSONResponse:
-        state = state_of(request)
-        token = bearer_token(request.headers.get("authorization"))
-        if token is None:
-            return _error(401, "the admin API needs 'Authorization: Bearer <project API key>'")
-        key = state.keyring.by_text(token)
-        if key is not None:
-            return state.keyring.namespace(key.key_id)
-        if token.startswith("ma-"):
-            return _error(401, "this API key does not belong to a project of this emulator")
-        try:
-            state.verifier.verify(token)
-        except AuthError as error:
-            return _error(401, f"the token was refused: {error}")
-        return _error(403, "the admin API needs the project's API key, not a participant token")
+        return project_namespace(state_of(request), request, api="the admin API")
 
     def room_of(request: Request, namespace: str) -> str | None | JSONResponse:
         room = request.query_params.get("room")
@@ -64,7 +46,7 @@ def create_admin_router(state_of: Callable[[HTTPConnection], EmulatorState]) -> 
         try:
             return room_key(namespace, check_room_name(room))
         except ValueError as error:
-            return _error(400, str(error))
+            return error_response(400, str(error))
 
     @router.get("/_localmesh/timeline")
     async def timeline(request: Request) -> Response:
@@ -80,7 +62,7 @@ def create_admin_router(state_of: Callable[[HTTPConnection], EmulatorState]) -> 
             limit = int(request.query_params.get("limit", DEFAULT_LIMIT))
             wait = min(float(request.query_params.get("wait", 0)), MAX_WAIT)
         except ValueError:
-            return _error(400, "since and limit are whole numbers, wait is seconds")
+            return error_response(400, "since and limit are whole numbers, wait is seconds")
         rooms = in_namespace(namespace) if key is None else (lambda k: k == key)
         kind = request.query_params.get("kind")
         participant = request.query_params.get("participant")

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from localmesh.emulator.admin_auth import error_response, project_namespace
 from localmesh.emulator.faults import ADMIN_PATH
 from localmesh.emulator.namespaces import check_room_name, room_key
-from localmesh.protocol.tokens import AuthError, bearer_token
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,29 +32,13 @@ if TYPE_CHECKING:
 PREFIX = ADMIN_PATH
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status,
-                        headers={"x-localmesh-reason": message.encode("ascii", "replace").decode()})
-
-
 def create_fault_router(state_of: Callable[[HTTPConnection], EmulatorState]) -> APIRouter:
     """The routes; ``state_of(request)`` is the state of the server that received it."""
     router = APIRouter(prefix=PREFIX)
 
     def namespace_of(request: Request) -> str | JSONResponse:
         """The project of the request's API key, or the refusal to answer with."""
-        state = state_of(request)
-        token = bearer_token(request.headers.get("authorization"))
-        if token is None:
-            return _error(401, "send 'Authorization: Bearer <the project API key>'")
-        key = state.keyring.by_text(token)
-        if key is not None:
-            return state.keyring.namespace(key.key_id)
-        try:
-            state.verifier.verify(token)
-        except AuthError:
-            return _error(401, "not the local project's API key")
-        return _error(403, "faults are managed with the project API key, not a participant token")
+        return project_namespace(state_of(request), request, api="the faults API")
 
     @router.post("")
     async def add(request: Request) -> Response:
@@ -65,9 +49,9 @@ def create_fault_router(state_of: Callable[[HTTPConnection], EmulatorState]) -> 
         try:
             body = await request.json()
         except ValueError as error:
-            return _error(400, f"the body must be a JSON object: {error}")
+            return error_response(400, f"the body must be a JSON object: {error}")
         if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
-            return _error(400, 'the body must be a JSON object with a "kind"')
+            return error_response(400, 'the body must be a JSON object with a "kind"')
         options: dict[str, Any] = dict(body)
         kind = options.pop("kind")
         options.pop("namespace", None)  # a key's faults aim at its own project's rooms
@@ -76,7 +60,7 @@ def create_fault_router(state_of: Callable[[HTTPConnection], EmulatorState]) -> 
                 options["room"] = room_key(namespace, check_room_name(options["room"]))
             fault = state.faults.add(kind, namespace=namespace or None, **options)
         except (TypeError, ValueError) as error:
-            return _error(400, str(error))
+            return error_response(400, str(error))
         return JSONResponse(fault.to_json(), status_code=201)
 
     def project_fault(request: Request, ident: int) -> Any:
@@ -86,7 +70,7 @@ def create_fault_router(state_of: Callable[[HTTPConnection], EmulatorState]) -> 
             return namespace
         fault = state_of(request).faults.get(ident)
         if fault is None or not fault.belongs_to(namespace):
-            return _error(404, f"no fault #{ident}")
+            return error_response(404, f"no fault #{ident}")
         return fault
 
     @router.get("")

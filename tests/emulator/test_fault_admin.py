@@ -119,6 +119,6 @@ async def test_the_fault_commands_say_what_went_wrong(localmesh_server):
     assert code == 1 and "400: unknown fault kind 'explode'" in err
     token = localmesh_server.mint_token(room="r", name="alice")
     code, _, err = await localmesh("fault", "list", "--url", localmesh_server.url, "--api-key", token)
-    assert code == 1 and "403: faults are managed with the project API key" in err
+    assert code == 1 and "403: the faults API needs the project's API key" in err
     code, _, err = await localmesh("fault", "list", "--url", "http://127.0.0.1:9", "--api-key", "k")
     assert code == 1 and "cannot reach the emulator" in err

@@ -216,3 +216,44 @@ async def test_allowed(localmesh, localmesh_worker, localmesh_room):
     assert (stats.processed, stats.failed) == (0, 1)
 ''')
     pytester.runpytest("-p", "no:cacheprovider", "--tb=short").assert_outcomes(passed=2)
+
+
+def test_an_unscripted_request_from_any_provider_fails_its_test(pytester: pytest.Pytester) -> None:
+    # Issue 17: plain Anthropic and OpenAI clients, on the emulator's provider endpoints.
+    _project(pytester, '''
+import anthropic
+import openai
+import pytest
+
+SCRIPT = "rules: [{name: hello, match: {user: hello}, answer: {text: hi}}]"
+
+
+async def test_anthropic(localmesh, localmesh_token):
+    localmesh.llm.set_script("r", SCRIPT)
+    client = anthropic.AsyncAnthropic(base_url=localmesh.url + "/anthropic", max_retries=0,
+                                      api_key=localmesh_token(room="r", name="w"))
+    said = await client.messages.create(model="claude-sonnet-4-5", max_tokens=100,
+                                        messages=[{"role": "user", "content": "hello"}])
+    assert said.content[0].text == "hi"
+    with pytest.raises(anthropic.APIStatusError):
+        await client.messages.create(model="claude-sonnet-4-5", max_tokens=100,
+                                     messages=[{"role": "user", "content": "nobody scripted this"}])
+
+
+async def test_chat_completions(localmesh, localmesh_token):
+    localmesh.llm.set_script("r", SCRIPT)
+    client = openai.AsyncOpenAI(base_url=localmesh.url + "/openai/v1", max_retries=0,
+                                api_key=localmesh_token(room="r", name="w"))
+    said = await client.chat.completions.create(
+        model="gpt-4.1", messages=[{"role": "user", "content": "hello"}])
+    assert said.choices[0].message.content == "hi"
+    with pytest.raises(openai.APIStatusError):
+        await client.chat.completions.create(
+            model="gpt-4.1", messages=[{"role": "user", "content": "nobody scripted this"}])
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "--tb=short")
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_anthropic*", "*LLM requests that matched no rule (room 'r')*",
+        "*ERROR at teardown of test_chat_completions*",
+        "*LLM requests that matched no rule (room 'r')*"])
