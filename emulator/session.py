@@ -346,19 +346,20 @@ class Session:
     def _spawn(self, coroutine: Coroutine[Any, Any, None], slot: Slot | None = None) -> None:
         # Started at once (eagerly): a call runs up to its first real wait right here, in
         # arrival order, instead of one turn of the event loop later.
-        task = asyncio.Task(coroutine, loop=asyncio.get_running_loop(), eager_start=True)
-        if task.done():  # it ran to the end right here
+        task = asyncio.Task(self._tracked(coroutine, slot), loop=asyncio.get_running_loop(),
+                            eager_start=True)
+        if not task.done():  # else it ran to the end right here
+            self._tasks.add(task)
+
+    async def _tracked(self, coroutine: Coroutine[Any, Any, None], slot: Slot | None) -> None:
+        # Bookkeeping as the task ends, in the task itself: a done-callback would cost the
+        # event loop one more handle per call.
+        try:
+            await coroutine
+        finally:
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
             if slot is not None:
                 slot.release()
-            return
-        self._tasks.add(task)
-
-        def ended(task: asyncio.Task[None]) -> None:  # one callback: one loop handle per call
-            self._tasks.discard(task)
-            if slot is not None:
-                slot.release()
-
-        task.add_done_callback(ended)
 
     async def _dispatch(self, message_id: int, type: str, data: bytes) -> None:
         try:
