@@ -264,8 +264,10 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _write_whole(self, frames: list[bytes]) -> None:
         """At once if nothing else was written in this turn of the loop (no added latency),
-        else with the rest of the turn's output at its end (one write for a burst)."""
-        if self._flush_handle is not None or self._out:
+        else with the rest of the turn's output at its end (one write for a burst). Frames
+        with a big payload (a file's chunk) take the queue, which writes such a payload as it
+        is rather than copying it into a joined buffer."""
+        if self._flush_handle is not None or self._out or any(len(f) > COALESCE for f in frames):
             for frame in frames:
                 self._queue_frame(OP_BINARY, frame)
             return
