@@ -34,8 +34,24 @@ _CALL_KINDS = frozenset({"call", "call.unanswered", "fault"})
 _MAX_KEPT_TEXT = 200  # characters of a string argument an event keeps
 KEEP_WHOLE_BYTES = 1024  # a request this small keeps its arguments whole (no walk)
 _MAX_KEPT_KEYS = 12
-_BOUNDED = reprlib.Repr(maxlevel=3, maxdict=6, maxlist=6, maxtuple=6, maxset=6, maxstring=80,
-                        maxother=80, maxlong=40)
+class _InOrder(reprlib.Repr):
+    """reprlib's bounded repr, with a dict's keys in their order (reprlib sorts them), as a
+    small value kept whole shows them: one order however big the arguments were."""
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        shown = [f"{self.repr1(key, level - 1)}: {self.repr1(x[key], level - 1)}"
+                 for key in itertools.islice(x, self.maxdict)]
+        if len(x) > self.maxdict:
+            shown.append("...")
+        return "{" + ", ".join(shown) + "}"
+
+
+_BOUNDED = _InOrder(maxlevel=3, maxdict=6, maxlist=6, maxtuple=6, maxset=6, maxstring=80,
+                    maxother=80, maxlong=40)
 
 
 class Shown(str):
