@@ -39,24 +39,26 @@ def create_admin_router(state_of: Callable[[HTTPConnection], EmulatorState]) -> 
     def namespace_of(request: Request) -> str | JSONResponse:
         return project_namespace(state_of(request), request, api="the admin API")
 
-    def room_of(request: Request, namespace: str) -> str | None | JSONResponse:
+    def project_and_room(request: Request) -> tuple[str, str | None] | JSONResponse:
+        """The caller's project namespace and the ``room`` query's key (None: every room)."""
+        namespace = namespace_of(request)
+        if isinstance(namespace, Response):
+            return namespace
         room = request.query_params.get("room")
         if room is None:
-            return None
+            return namespace, None
         try:
-            return room_key(namespace, check_room_name(room))
+            return namespace, room_key(namespace, check_room_name(room))
         except ValueError as error:
             return error_response(400, str(error))
 
     @router.get("/_localmesh/timeline")
     async def timeline(request: Request) -> Response:
         state = state_of(request)
-        namespace = namespace_of(request)
-        if isinstance(namespace, Response):
-            return namespace
-        key = room_of(request, namespace)
-        if isinstance(key, Response):
-            return key
+        scope = project_and_room(request)
+        if isinstance(scope, Response):
+            return scope
+        namespace, key = scope
         try:
             since = int(request.query_params.get("since", 0))
             limit = int(request.query_params.get("limit", DEFAULT_LIMIT))
@@ -100,12 +102,10 @@ def create_admin_router(state_of: Callable[[HTTPConnection], EmulatorState]) -> 
     @router.post("/_localmesh/reset")
     async def reset(request: Request) -> Response:
         state = state_of(request)
-        namespace = namespace_of(request)
-        if isinstance(namespace, Response):
-            return namespace
-        key = room_of(request, namespace)
-        if isinstance(key, Response):
-            return key
+        scope = project_and_room(request)
+        if isinstance(scope, Response):
+            return scope
+        namespace, key = scope
         if key is None:
             await state.reset(in_namespace(namespace), namespace=namespace)
         else:

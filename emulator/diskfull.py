@@ -3,7 +3,8 @@
 SQLite needs a little free space even to delete (the WAL grows before it shrinks), so when
 the disk is full nothing could be removed and the room could be neither drained nor
 cleaned. ``DiskGuard`` keeps a small reserve file in the data dir. When a call fails with
-"database or disk is full" it gives the reserve back to the disk, refuses calls that add
+"database or disk is full" it gives the reserve back to the disk and has the store cut its
+WAL back (a checkpoint running meanwhile may have used the reserve's space), refuses calls that add
 data (with a clear error, so they cannot eat the freed space) and retries calls that free
 space once. When free space is back above twice the reserve, it keeps a new reserve and
 lets writes through again.
@@ -15,6 +16,7 @@ import logging
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from localmesh.emulator.calls import Call, Handler
@@ -37,9 +39,11 @@ def is_disk_full(error: BaseException) -> bool:
 
 
 class DiskGuard:
-    def __init__(self, data_dir: Path | None, reserve_bytes: int = DEFAULT_RESERVE_BYTES) -> None:
+    def __init__(self, data_dir: Path | None, reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+                 make_room: Callable[[], None] | None = None) -> None:
         self._reserve = None if data_dir is None else data_dir / RESERVE_NAME
         self._size = reserve_bytes
+        self._make_room = make_room
         self.full = False
         self._keep_reserve()
 
@@ -59,6 +63,8 @@ class DiskGuard:
         self.full = True
         if self._reserve is not None:
             self._reserve.unlink(missing_ok=True)
+        if self._make_room is not None:
+            self._make_room()
 
     def _still_full(self) -> bool:
         if self._reserve is None:

@@ -16,9 +16,10 @@ Kinds (``KINDS``), and where each one acts:
   MeshAgent SDK retries it; 403, 404 and 423 it does not) and ``reason``; for ``seconds`` from
   now, or for the next ``times`` attempts.
 - ``fail_write``: a storage write (websocket upload or files-API ``PUT``) fails once
-  ``after_bytes`` bytes have arrived (``None``, or a shorter file: when all have, just before
-  the file would be replaced). The file is left as it was: a write lands in one SQLite
-  statement, after its last byte, or not at all.
+  ``after_bytes`` bytes are stored (exactly that many: a piece that crosses the point is
+  stored only up to it; ``None``, or a shorter file: when all are, just before the file would
+  be replaced). The file is left as it was: the bytes stream into a new blob, which the
+  file's row points at only after the last byte; a failed write's blob is removed.
 
 Every fault is aimed by ``room``, ``participant`` (name), ``toolkit``/``tool`` (call kinds) or
 ``path`` (a glob, ``fail_write``), and fires from the ``nth`` matching event on, ``times``
@@ -187,8 +188,17 @@ class WriteGuard:
         message = self._fault.message or f"localmesh injected a storage write failure: {detail}"
         return RoomError(self._fault.code, message)
 
+    def take(self, stored: int, data: bytes) -> bytes:
+        """The part of ``data`` to store, ``stored`` bytes being in already: all of it, or
+        only the bytes up to ``after_bytes`` when the failure point falls inside it (then
+        ``received`` fails the write), so the write fails at exactly that byte."""
+        after = self._fault.after_bytes
+        if after is None or stored + len(data) <= after:
+            return data
+        return data[:max(0, after - stored)]
+
     def received(self, total: int) -> None:
-        """``total`` bytes have arrived so far."""
+        """``total`` bytes have arrived (and are stored) so far."""
         after = self._fault.after_bytes
         if after is not None and total >= after:
             raise self._fail(total)

@@ -261,9 +261,11 @@ class FilesApi:
             if guard is not None:
                 guard.received(0)
             async for chunk in request.stream():
-                await upload.write(chunk)
-                if guard is not None:
-                    guard.received(upload.received)
+                if guard is None:
+                    await upload.write(chunk)
+                    continue
+                await upload.write(guard.take(upload.received, chunk))
+                guard.received(upload.received)
             if guard is not None:
                 guard.complete(upload.received)
         except BaseException:

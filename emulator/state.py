@@ -160,7 +160,7 @@ class EmulatorState:
             MessagingToolkit(state.rooms.participants),
             ServicesToolkit(services.supervisor),
         ]
-        disk = DiskGuard(settings.data_dir)
+        disk = DiskGuard(settings.data_dir, make_room=state.store.shrink_wal)
         for toolkit in toolkits:
             for tool, handler in toolkit.handlers().items():
                 state.tools[(toolkit.name, tool)] = disk.wrap(toolkit.name, tool, handler)

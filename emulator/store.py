@@ -253,6 +253,17 @@ class Store:
         """Wait until everything written so far is committed."""
         await self.committed()
 
+    def shrink_wal(self) -> None:
+        """On a full disk: copy the WAL into the database and cut the file to nothing. The WAL
+        can hold megabytes (it restarts from the top but keeps its size); the database grows by
+        at most what it held, so this gives space back for the deletes that free more."""
+        if self._closed or self._db.in_transaction:
+            return
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as error:
+            logger.warning("could not cut the WAL back on a full disk: %s", error)
+
     def _read(self, sql: str, params: Iterable[object] = ()) -> list[tuple]:
         return self._db.execute(sql, params).fetchall()
 

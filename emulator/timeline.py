@@ -6,7 +6,7 @@ someone reads them. A ring keeps the last ``size`` events of its room, so a long
 serve`` holds a bounded number per room, and a call's event keeps only a bounded copy of its
 arguments (``bounded_arguments``): the ring never holds a 10 MB message alive.
 
-Kinds: ``connect``, ``disconnect``, ``call`` (answered, ``code`` None or the error code),
+Kinds (``KINDS``): ``connect``, ``disconnect``, ``call`` (answered, ``code`` None or the error code),
 ``call.unanswered`` (its connection closed first), ``queue.send``, ``queue.deliver``,
 ``storage.write``, ``storage.move``, ``storage.delete``, ``fault``, ``llm``.
 """
@@ -28,6 +28,8 @@ _VALUE_LIMIT = 40
 _SUMMARY_LIMIT = 120
 
 RoomFilter = Callable[[str], bool]
+KINDS = ("connect", "disconnect", "call", "call.unanswered", "queue.send", "queue.deliver",
+         "storage.write", "storage.move", "storage.delete", "fault", "llm")
 _CALL_KINDS = frozenset({"call", "call.unanswered", "fault"})
 
 
@@ -267,6 +269,12 @@ class Timeline:
     @property
     def last_seq(self) -> int:
         return self._last_seq
+
+    def newest_seq(self, room_key: str) -> int:
+        """The ``seq`` of the room's newest event (0: none): a change marker for one room,
+        read in O(1) from its ring."""
+        ring = self._rings.get(room_key)
+        return ring[-1].seq if ring else 0
 
     async def wait_after(self, seq: int, timeout: float) -> None:
         """Return once an event after ``seq`` was recorded, or after ``timeout`` seconds."""

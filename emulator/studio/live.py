@@ -6,7 +6,7 @@ or ``rooms`` on the room list) and the page reads those views again. A topic's c
 found by comparing a small fingerprint (a queue's size, the newest file time, the transcript
 length...), so every path that changes a room is seen, the Studio's own writes and the
 admin API's included. The stream looks again as soon as the room's timeline records
-something, and at least every ``interval`` seconds.
+something (at most every ``MIN_GAP`` seconds), and at least every ``interval`` seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..state import EmulatorState
 
 INTERVAL = 0.25  # seconds between looks when nothing wakes the stream earlier
+MIN_GAP = 0.05  # seconds at least between two looks, however fast the timeline records
 HEARTBEAT = 15.0  # seconds of silence before a comment line keeps proxies and browsers patient
 
 
@@ -43,12 +44,11 @@ async def fingerprint(state: EmulatorState, room: str | None) -> dict[str, Any]:
     return prints
 
 
-async def _news(state: EmulatorState, stopping: asyncio.Event, interval: float) -> None:
-    """Return when the timeline records something, the server stops, or ``interval`` passes."""
-    waits = [asyncio.ensure_future(stopping.wait())]
-    timeline_wait = timeline_view.news(state, interval)
-    if timeline_wait is not None:
-        waits.append(asyncio.ensure_future(timeline_wait))
+async def _news(state: EmulatorState, seen: int, stopping: asyncio.Event, interval: float) -> None:
+    """Return when the timeline records an event after ``seen``, the server stops, or
+    ``interval`` passes."""
+    waits = [asyncio.ensure_future(stopping.wait()),
+             asyncio.ensure_future(timeline_view.news(state, seen, interval))]
     try:
         await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -58,6 +58,12 @@ async def _news(state: EmulatorState, stopping: asyncio.Event, interval: float) 
             await asyncio.gather(*waits, return_exceptions=True)
 
 
+async def _pause(stopping: asyncio.Event, seconds: float) -> None:
+    if seconds > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), seconds)
+
+
 async def changes(
     state: EmulatorState, room: str | None, stopping: asyncio.Event, *, interval: float = INTERVAL,
     heartbeat: float = HEARTBEAT,
@@ -65,13 +71,18 @@ async def changes(
     """The topics that changed, each time some did (an empty list after ``heartbeat`` quiet
     seconds), until ``stopping`` is set."""
     loop = asyncio.get_running_loop()
+    seen = timeline_view.seen(state)
     last = await fingerprint(state, room)
-    quiet_since = loop.time()
+    quiet_since = looked = loop.time()
     while not stopping.is_set():
-        await _news(state, stopping, interval)
+        await _news(state, seen, stopping, interval)
+        # A burst of events (a busy room records thousands a second) is looked at once per gap.
+        await _pause(stopping, looked + MIN_GAP - loop.time())
         if stopping.is_set():
             return
+        seen = timeline_view.seen(state)
         now = await fingerprint(state, room)
+        looked = loop.time()
         changed = sorted(topic for topic, value in now.items() if last.get(topic) != value)
         last = now
         if changed or loop.time() - quiet_since >= heartbeat:

@@ -277,10 +277,10 @@ def mount_studio(app: FastAPI, state_of: StateOf) -> None:
 
     @router.get(f"{API}/rooms/{{room}}/activity")
     async def activity(room: str, request: Request, kind: str | None = None, participant: str | None = None,
-                       offset: int = 0, limit: int = 100) -> dict[str, Any]:
+                       offset: int = 0, limit: int = 100, upto: int | None = None) -> dict[str, Any]:
         offset, limit = data.page_bounds(offset, limit)
         return timeline_view.activity(state_of(request), room, kind=kind, participant=participant,
-                                      offset=offset, limit=limit)
+                                      offset=offset, limit=limit, upto=upto)
 
     @router.get(f"{API}/rooms/{{room}}/services")
     async def services(room: str, request: Request) -> dict[str, Any]:

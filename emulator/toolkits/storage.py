@@ -247,7 +247,8 @@ async def _pull(
         check_size(upload.received + len(chunk.payload))  # before the chunk is stored
         if size is not None and upload.received + len(chunk.payload) > size:
             raise RoomError(INVALID_REQUEST, f"upload sent more than its announced {size} bytes")
-        await upload.write(chunk.payload)
+        payload = chunk.payload if guard is None else guard.take(upload.received, chunk.payload)
+        await upload.write(payload)
 
 
 async def _serve_pulls(call: Call, reader: BlobReader, chunk_size: int) -> None:

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -30,6 +31,27 @@ def define(code: str, **names: object) -> dict:
     namespace: dict = {"pytest": pytest, "RoomException": RoomException, **names}
     exec(compile(code, "<doc block>", "exec"), namespace)  # noqa: S102 - the docs' own code
     return namespace
+
+
+# ---------------------------------------------------------------- virtual time
+
+
+async def test_the_virtual_time_example_runs(localmesh_server, localmesh_clock, localmesh_room) -> None:
+    code = block(HARNESS_MD, "python", "test_an_empty_long_poll_ends_after_its_window")
+    test = define(code, asyncio=asyncio)["test_an_empty_long_poll_ends_after_its_window"]
+    async with asyncio.timeout(10):
+        await test(localmesh_server, localmesh_clock, localmesh_room)
+
+
+@pytest.mark.localmesh_clock(auto=True)  # as the example is marked
+async def test_the_auto_mode_example_runs(localmesh_server, localmesh_clock, localmesh_room) -> None:
+    code = block(HARNESS_MD, "python", "test_a_long_poll_window_passes_by_itself")
+    assert "@pytest.mark.localmesh_clock(auto=True)" in code
+    test = define(code)["test_a_long_poll_window_passes_by_itself"]
+    started = time.monotonic()
+    async with asyncio.timeout(10):
+        await test(localmesh_server, localmesh_clock, localmesh_room)
+    assert time.monotonic() - started < 1.0 and localmesh_clock.jumps >= 1
 
 
 # ---------------------------------------------------------------- faults

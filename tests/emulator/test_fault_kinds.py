@@ -5,6 +5,7 @@ lost: queue histories pass the delivery checker, files hold every byte they held
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sqlite3
 from pathlib import Path
@@ -19,13 +20,6 @@ from localmesh.worker import Backoff
 from localmesh.worker.connection import HandshakeRefused
 
 TIMEOUT = 10.0
-
-# Written against the store and framing before the performance merge (files as one BLOB, one
-# frame per packet); the chunked store and whole-message writes need these faults ported.
-NOT_PORTED = pytest.mark.xfail(
-    strict=True, reason="fault not yet ported to the chunked store / whole-message writes (issue 14)"
-)
-
 
 
 def message_id(message: dict) -> str:
@@ -53,11 +47,23 @@ async def drain(history: DeliveryHistory, room, queue: str, client: str) -> list
 
 
 def stored_bytes(server, room: str, path: str) -> bytes | None:
-    """The file's bytes as SQLite has them on disk, read past the emulator."""
-    database = Path(server.settings.data_dir) / "localmesh.db"
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        row = db.execute("SELECT data FROM files WHERE room = ? AND path = ?", (room, path)).fetchone()
-    return None if row is None else bytes(row[0])
+    """The file's bytes as they are on disk, read past the emulator: the blob file that its
+    row in SQLite points at."""
+    data_dir = Path(server.settings.data_dir)
+    with sqlite3.connect(f"file:{data_dir / 'localmesh.db'}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT blob FROM files WHERE room = ? AND path = ?", (room, path)).fetchone()
+    return None if row is None else (data_dir / "blobs" / row[0]).read_bytes()
+
+
+def fault_events(server, room: str) -> list[tuple[str | None, str, str]]:
+    """The faults fired in ``room``, as its timeline has them: (participant, subject, detail)."""
+    return [(e.participant, e.subject, e.detail) for e in server.history.events(room, kind="fault")]
+
+
+def blob_sizes(server) -> dict[str, int]:
+    """Every blob file on disk (a stored version of a file, or one being written), by size."""
+    folder = Path(server.settings.data_dir) / "blobs"
+    return {entry.name: entry.stat().st_size for entry in os.scandir(folder)}
 
 
 # ---------------------------------------------------------------- error
@@ -75,6 +81,7 @@ async def test_an_error_aimed_at_one_participants_nth_send(localmesh_server, mes
     assert (fault.seen, fault.fired) == (2, 1)  # bob's sends never matched; spent after one
     assert got == ["b0", "b1", "b2", "a0", "a2", "a3"]  # the refused send was not committed
     check_delivery(history).assert_ok()
+    assert fault_events(localmesh_server, "r") == [("alice", "queues.send", "error 1008")]
 
 
 # ---------------------------------------------------------------- delay
@@ -99,6 +106,7 @@ async def test_a_delay_holds_one_call_on_the_servers_clock(
             assert await held == ["m1", "m2"]
     assert fault.fired == 1
     check_delivery(history).assert_ok()
+    assert fault_events(localmesh_server, "r") == [("alice", "queues.receive", "delayed 30 s")]
 
 
 # ---------------------------------------------------------------- drop_reply
@@ -120,13 +128,15 @@ async def test_a_reply_cut_mid_message_puts_the_message_back(localmesh_server, m
         assert await drain(history, worker, "q", "worker") == ["m0", "m1", "m2"]
     # Strict: the failed receive may not excuse a loss, because it took nothing.
     check_delivery(history, failed_receive_may_lose=False).assert_ok()
+    assert fault_events(localmesh_server, "r") == [
+        ("worker", "queues.receive", "cut the connection after 1 reply frame(s)")]
 
 
-@NOT_PORTED
 async def test_a_download_cut_mid_stream_leaves_the_file_whole(localmesh_server, meshagent_room):
     data = bytes(range(256)) * 800  # 200 KiB: four 64 KiB data chunks
     async with meshagent_room("r", name="writer") as room:
         await room.storage.upload(path="big.bin", data=data)
+    blobs = blob_sizes(localmesh_server)
     # Frames of the reply: the stream's opening (2), its start chunk (2), each 64 KiB data chunk
     # (1 + 64). After 79 the client has the first data chunk and part of the second.
     fault = localmesh_server.faults.add(
@@ -142,6 +152,9 @@ async def test_a_download_cut_mid_stream_leaves_the_file_whole(localmesh_server,
     async with meshagent_room("r", name="reader") as room:
         assert (await room.storage.download(path="big.bin")).data == data
     assert stored_bytes(localmesh_server, "r", "big.bin") == data
+    assert blob_sizes(localmesh_server) == blobs  # the same one version, nothing half-made
+    assert fault_events(localmesh_server, "r") == [
+        ("reader", "storage.download", "cut the connection after 79 reply frame(s)")]
 
 
 # ---------------------------------------------------------------- drop_connection
@@ -160,6 +173,8 @@ async def test_a_connection_cut_after_n_frames(localmesh_server, meshagent_room)
         received = await drain(history, alice, "q", "alice")
     assert received == ["m1", "m3"]
     check_delivery(history).assert_ok()
+    assert fault_events(localmesh_server, "r") == [
+        ("alice", "connection", "cut the connection after 6 frame(s)")]
 
 
 async def test_our_client_reconnects_after_a_cut_and_loses_nothing(localmesh_server, localmesh_room):
@@ -178,6 +193,8 @@ async def test_our_client_reconnects_after_a_cut_and_loses_nothing(localmesh_ser
         assert message["id"].startswith("m")
     assert fault.fired == 1 and room.reconnects == 1
     check_delivery(history).assert_ok()
+    assert fault_events(localmesh_server, "r") == [
+        ("alice", "connection", "cut the connection after 8 frame(s)")]
 
 
 # ---------------------------------------------------------------- refuse
@@ -191,6 +208,7 @@ async def test_a_503_refusal_is_retried_by_the_sdk(localmesh_server, meshagent_r
         assert await drain(history, alice, "q", "alice") == ["m1"]
     assert (fault.seen, fault.fired) == (1, 1)
     check_delivery(history).assert_ok()
+    assert fault_events(localmesh_server, "r") == [("alice", "connect", "refused with 503")]
 
 
 async def test_a_403_refusal_fails_the_sdk_at_once(localmesh_server, meshagent_room):
@@ -202,14 +220,17 @@ async def test_a_403_refusal_fails_the_sdk_at_once(localmesh_server, meshagent_r
     async with meshagent_room("r", name="alice") as alice:  # spent: the next one gets in
         await alice.queues.send(name="q", message={"id": "m1"})
         assert await alice.queues.receive(name="q", wait=False) == {"id": "m1"}
+    assert fault_events(localmesh_server, "r") == [("alice", "connect", "refused with 403")]
 
 
 async def test_refusing_for_a_time_on_the_servers_clock(
     localmesh_server, localmesh_clock, localmesh_room
 ):
     refused = asyncio.Event()
+    timeline_hook = localmesh_server.faults.observer
 
-    def observe(fired: FaultFired) -> None:  # the timeline's hook, here a test's
+    def observe(fired: FaultFired) -> None:  # the timeline's hook, and the test's
+        timeline_hook(fired)
         if fired.fault.fired >= 3:
             refused.set()
 
@@ -234,35 +255,58 @@ async def test_refusing_for_a_time_on_the_servers_clock(
     await history.receive("q", room.queues.receive("q", wait=False), key=message_id, client="alice")
     assert fault.fired >= 3 and fault.spent(localmesh_clock.time())
     check_delivery(history).assert_ok()
+    fired = fault_events(localmesh_server, "r")
+    assert len(fired) == fault.fired and fired[0] == ("bob", "connect", "refused with 503")
+    assert set(fired[1:]) == {("alice", "connect", "refused with 503")}
 
 
 # ---------------------------------------------------------------- fail_write
 
 
-@NOT_PORTED
 async def test_an_upload_failed_half_way_leaves_the_old_file(localmesh_server, meshagent_room):
     old, new = b"the old report\n" * 10, bytes(range(256)) * 800  # the new one: 200 KiB
+    on_disk_at_failure: list[dict[str, int]] = []
+    timeline_hook = localmesh_server.faults.observer
+
+    def observe(fired: FaultFired) -> None:  # the blobs on disk at the moment the write fails
+        on_disk_at_failure.append(blob_sizes(localmesh_server))
+        timeline_hook(fired)
+
+    localmesh_server.faults.observer = observe
     async with meshagent_room("r", name="writer") as room:
         await room.storage.upload(path="reports/q1.txt", data=old)
         await room.storage.upload(path="notes.txt", data=b"untouched")
         before = sorted(e.name for e in await room.storage.list(path="reports"))
+        blobs_before = blob_sizes(localmesh_server)
         fault = localmesh_server.faults.add("fail_write", path="reports/*", after_bytes=100_000)
-        with pytest.raises(RoomException, match="after 131072 byte"):  # two 64 KiB pulls in
+        # The SDK answers the server's pull with all 200 KiB in one piece: the write stores it
+        # up to the failure point and fails there, at exactly that byte.
+        with pytest.raises(RoomException, match=r"'reports/q1.txt' after 100000 byte\(s\)"):
             await room.storage.upload(path="reports/q1.txt", data=new, overwrite=True)
+        # Half of the new version really was on disk when it failed, in a blob of its own.
+        (at_failure,) = on_disk_at_failure
+        assert [size for name, size in at_failure.items() if name not in blobs_before] == [100_000]
         fault2 = localmesh_server.faults.add("fail_write", path="reports/q2.txt")
-        with pytest.raises(RoomException):  # a new file fails the same way: nothing is made
+        with pytest.raises(RoomException, match="after 204800 byte"):  # all in, then refused
             await room.storage.upload(path="reports/q2.txt", data=new)
         assert (fault.fired, fault2.fired) == (1, 1)
-        # Nothing half-written, as the SDK sees it and as SQLite has it on disk.
+        # Nothing half-written: as the SDK sees it, and on disk (the rows, the blob files;
+        # the half-written blobs are gone).
         assert (await room.storage.download(path="reports/q1.txt")).data == old
         assert not await room.storage.exists(path="reports/q2.txt")
         assert sorted(e.name for e in await room.storage.list(path="reports")) == before
         assert stored_bytes(localmesh_server, "r", "reports/q1.txt") == old
         assert stored_bytes(localmesh_server, "r", "reports/q2.txt") is None
         assert stored_bytes(localmesh_server, "r", "notes.txt") == b"untouched"
+        assert blob_sizes(localmesh_server) == blobs_before
         # The faults are spent: the same writes now land whole.
         await room.storage.upload(path="reports/q1.txt", data=new, overwrite=True)
         assert (await room.storage.download(path="reports/q1.txt")).data == new
+    assert stored_bytes(localmesh_server, "r", "reports/q1.txt") == new
+    assert fault_events(localmesh_server, "r") == [
+        ("writer", "reports/q1.txt", "failed the write of 'reports/q1.txt' after 100000 byte(s)"),
+        ("writer", "reports/q2.txt", "failed the write of 'reports/q2.txt' after 204800 byte(s)"),
+    ]
 
 
 async def test_a_files_api_put_failed_part_way_leaves_the_old_file(localmesh_server):
@@ -270,7 +314,7 @@ async def test_a_files_api_put_failed_part_way_leaves_the_old_file(localmesh_ser
     url = f"{server.url}/files/{server.project_id}/rooms/r/doc.txt"
     headers = {"authorization": f"Bearer {server.api_key}"}
     # The API key's writes (its participant is "api-key"), from the second on.
-    fault = server.faults.add("fail_write", participant="api-key", nth=2)
+    fault = server.faults.add("fail_write", participant="api-key", nth=2, after_bytes=2500)
 
     async def body():
         for _ in range(4):
@@ -280,6 +324,11 @@ async def test_a_files_api_put_failed_part_way_leaves_the_old_file(localmesh_ser
         assert (await client.put(url, content=b"version 1")).status_code == 200
         refused = await client.put(url, content=body())
         assert refused.status_code == 500, refused.text
-        assert "failed the write of 'doc.txt' after 4000 byte" in refused.json()["error"]
+        # Failed in the third 1000-byte piece, at exactly the byte asked for.
+        assert "failed the write of 'doc.txt' after 2500 byte(s)" in refused.json()["error"]
         assert (await client.get(url)).content == b"version 1"
     assert fault.fired == 1
+    assert stored_bytes(server, "r", "doc.txt") == b"version 1"
+    assert len(blob_sizes(server)) == 1  # the failed write's blob is gone
+    assert fault_events(server, "r") == [
+        ("api-key", "doc.txt", "failed the write of 'doc.txt' after 2500 byte(s)")]

@@ -85,6 +85,20 @@ def test_write_guards_aim_by_path_glob_and_fail_at_the_chosen_byte():
     assert faults.write_guard("r", "alice", "reports/q2.txt") is None  # spent
 
 
+def test_a_write_guard_stores_a_piece_only_up_to_the_failure_point():
+    faults = Faults()
+    faults.add("fail_write", after_bytes=10)
+    guard = faults.write_guard("r", None, "a.txt")
+    assert guard.take(0, b"abcd") == b"abcd"  # before the point: all of it
+    assert guard.take(4, b"efghijklmn") == b"efghij"  # across it: up to byte 10
+    assert guard.take(10, b"op") == b""
+    with pytest.raises(Exception, match="after 10 byte"):
+        guard.received(10)
+    unlimited = faults.add("fail_write", path="b.txt")
+    assert faults.write_guard("r", None, "b.txt").take(0, b"x" * 100) == b"x" * 100
+    assert unlimited.fired == 0
+
+
 def test_a_write_shorter_than_after_bytes_fails_once_it_is_all_in():
     faults = Faults()
     faults.add("fail_write", after_bytes=1000)

@@ -100,6 +100,19 @@ def test_the_ring_keeps_the_last_events_of_each_room() -> None:
         Timeline(size=0)
 
 
+def test_each_room_has_a_change_marker_its_newest_seq() -> None:
+    timeline = Timeline(size=2)
+    assert timeline.newest_seq("a") == 0
+    timeline.record("a", "connect", "x")
+    timeline.record("b", "connect", "y")
+    assert (timeline.newest_seq("a"), timeline.newest_seq("b"), timeline.last_seq) == (1, 2, 2)
+    for _ in range(3):  # a full ring still moves on
+        timeline.record("a", "call", "x", "queues.send")
+    assert timeline.newest_seq("a") == 5 and timeline.newest_seq("b") == 2
+    timeline.clear(lambda key: key == "a")
+    assert timeline.newest_seq("a") == 0
+
+
 def test_events_show_the_room_name_their_clients_know() -> None:
     timeline = Timeline()
     timeline.record(room_key("p7", "office"), "storage.write", "w", "out.txt", detail=12)

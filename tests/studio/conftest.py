@@ -28,15 +28,18 @@ FOREIGN_ENV = ("MESHAGENT_API_URL", "MESHAGENT_ROOM_URL", "MESHAGENT_API_KEY", "
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A real ``localmesh serve`` on a free port, with its own data dir, for a test module."""
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A real ``localmesh serve`` on a free port, with its own data dir, for a test module
+    (with the module's ``SERVE_OPTIONS``, if it has some: ``("--timeline-size", "20000")``)."""
+    options = list(getattr(request.module, "SERVE_OPTIONS", ()))
     home = tmp_path_factory.mktemp("serve")
     data_dir = home / "data"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV} | {"HOME": str(home)}
     log = home / "serve.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([LOCALMESH, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        process = subprocess.Popen([LOCALMESH, "serve", "--port", str(port), "--data-dir", str(data_dir),
+                                    *options],
                                    env=env, stdout=out, stderr=subprocess.STDOUT, cwd=home)
     served = Served(process, port, data_dir, log)
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from localmesh.emulator import RoomServer
+from localmesh.emulator.studio.live import fingerprint
 
 ROOM = "r"
 
@@ -115,3 +116,19 @@ async def test_an_open_stream_ends_when_the_server_stops(tmp_path) -> None:
         with pytest.raises((AssertionError, httpx.HTTPError)):
             await stream.next_event(timeout=5)
         await generator.aclose()
+
+
+async def test_the_activity_topic_follows_its_own_rooms_timeline(
+    live, localmesh_server, localmesh_room
+) -> None:
+    state = localmesh_server.state
+    before = (await fingerprint(state, ROOM))["activity"]
+    await localmesh_room("elsewhere", name="bob")
+    assert (await fingerprint(state, ROOM))["activity"] == before  # another room's events
+    stream = await live()
+    alice = await localmesh_room(ROOM, name="alice")
+    assert "activity" in await stream.topics("participants")
+    await alice.storage.upload("a.txt", b"x", overwrite=True)
+    assert "activity" in await stream.topics("storage")
+    state.timeline.clear()
+    assert await stream.topics("activity") == ["activity"]  # forgotten events change it too

@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 
 from ..errors import ScriptedError
+from ..matching import content_text as text_of  # re-exported for the providers
 from ..responses import HttpReply
 
 
@@ -68,16 +69,6 @@ def check_schema(validator: jsonschema.Validator, body: Any) -> tuple[str, str |
 def bad_request(message: str, param: str | None = None) -> ScriptedError:
     """localmesh's own refusal of a malformed body: 400, never retried, never a script's."""
     return ScriptedError(400, message, fatal=True, param=param)
-
-
-def text_of(content: Any) -> str:
-    """The text of a message ``content``: a string, or the ``text`` of its parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text") for p in content if isinstance(p, dict)]
-        return "\n".join(p for p in parts if isinstance(p, str))
-    return ""
 
 
 def assistant_text(output: Iterable[dict[str, Any]]) -> str | None:
