@@ -23,37 +23,15 @@ MESHAGENT = str(BIN / "meshagent")
 LONG_POLL_WINDOW = "2"  # seconds: CLI receives on an empty queue end soon
 
 
-class LiveServer:
+class LiveServer(Served):
     """A served ``localmesh serve`` with its files under ``root``, and a user's shell around it."""
 
-    def __init__(self, served: Served, root: Path) -> None:
-        self.served = served
-        self.root = root
-
-    @property
-    def process(self) -> asyncio.subprocess.Process:
-        return self.served.process
-
-    @property
-    def port(self) -> int:
-        return self.served.port
-
-    @property
-    def url(self) -> str:
-        return self.served.url
-
-    @property
-    def log(self) -> Path:
-        return self.served.log
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
+    root: Path
 
     @property
     def env(self) -> dict[str, str]:
         """What ``localmesh env`` exports for it."""
-        return self.served.exports
+        return self.exports
 
     def cli_env(self, **extra: str) -> dict[str, str]:
         """A clean environment: the venv first on PATH, an empty HOME, `localmesh env`."""
@@ -73,8 +51,10 @@ class LiveServer:
 async def live_server(root: Path) -> AsyncIterator[LiveServer]:
     """``localmesh serve`` on a free port with its data under ``root``; SIGTERM at the end."""
     async with serve("--long-poll-window", LONG_POLL_WINDOW, data_dir=root / "data",
-                     log=root / "serve.log", env={**os.environ, "HOME": str(root)}) as served:
-        yield LiveServer(served, root)
+                     log=root / "serve.log", env={**os.environ, "HOME": str(root)},
+                     kind=LiveServer) as server:
+        server.root = root
+        yield server
 
 
 class Watched:

@@ -21,60 +21,24 @@ CLI_TIMEOUT = 90.0  # the CLI imports a lot before it does anything
 WORK = 90.0  # a deployed service starts, joins, takes the task and saves the file
 
 
-class Served:
+class Served(localmesh_serve.Served):
     """A served ``localmesh serve``, and a user's shell around it (``home``, ``env``)."""
 
-    def __init__(self, served: localmesh_serve.Served, home: Path) -> None:
-        self.served = served
-        self.home = home
-        # PATH, an empty HOME (no ~/.meshagent profile) and what ``localmesh env`` exports.
-        self.env = {"PATH": f"{BIN}:{os.environ.get('PATH', '')}", "HOME": str(home),
-                    "LANG": "C.UTF-8", **served.exports}
-        assert "MESHAGENT_TOKEN" not in self.env
+    home: Path
 
     @property
-    def process(self) -> asyncio.subprocess.Process:
-        return self.served.process
-
-    @property
-    def port(self) -> int:
-        return self.served.port
-
-    @property
-    def url(self) -> str:
-        return self.served.url
-
-    @property
-    def log(self) -> Path:
-        return self.served.log
-
-    async def stop(self) -> int:
-        return await self.served.stop()
-
-    async def kill(self) -> None:
-        await self.served.kill()
+    def env(self) -> dict[str, str]:
+        """PATH, an empty HOME (no ~/.meshagent profile) and what ``localmesh env`` exports."""
+        env = {"PATH": f"{BIN}:{os.environ.get('PATH', '')}", "HOME": str(self.home),
+               "LANG": "C.UTF-8", **self.exports}
+        assert "MESHAGENT_TOKEN" not in env
+        return env
 
     async def run(self, *argv: str, extra_env: dict[str, str] | None = None,
                   stdout: Path | None = None) -> tuple[int, str]:
         """A command (``meshagent ...`` or ``localmesh ...``) with the env of ``localmesh env``."""
-        env = {**self.env, **(extra_env or {})}
-        out = stdout.open("wb") if stdout else None
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv, env=env, cwd=self.home, stdout=out or asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT if out is None else asyncio.subprocess.PIPE)
-            try:
-                async with asyncio.timeout(CLI_TIMEOUT):
-                    output, errors = await process.communicate()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-                raise
-        finally:
-            if out:
-                out.close()
-        text = (output or b"").decode(errors="replace") + (errors or b"").decode(errors="replace")
-        return process.returncode or 0, text
+        return await localmesh_serve.run({**self.env, **(extra_env or {})}, *argv, cwd=self.home,
+                                         timeout=CLI_TIMEOUT, stdout=stdout)
 
     def room(self, name: str) -> RoomClient:
         """The real SDK's RoomClient in ``name``, with a token it signs with the API key."""
@@ -94,8 +58,9 @@ async def serve(data_dir: Path, *extra: str, port: int = 0) -> AsyncIterator[Ser
     log = data_dir.parent / f"serve-{time.monotonic_ns()}.log"
     async with localmesh_serve.serve(*extra, data_dir=data_dir, log=log, port=port,
                                      env={**os.environ, "HOME": str(home)},
-                                     stop_timeout=SHUTDOWN) as served:
-        yield Served(served, home)
+                                     stop_timeout=SHUTDOWN, kind=Served) as served:
+        served.home = home
+        yield served
 
 
 async def until_file(served: Served, room: str, path: str, timeout: float = WORK) -> str:

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -109,15 +109,16 @@ class Served:
 
 
 @asynccontextmanager
-async def serve(*args: str, data_dir: Path | None, log: Path, port: int = 0,
-                env: Mapping[str, str] | None = None, cwd: Path | None = None,
-                nofile: int | None = None, startup: float = STARTUP,
-                stop_timeout: float = STOP) -> AsyncIterator[Served]:
+async def serve[S: Served](*args: str, data_dir: Path | None, log: Path, port: int = 0,
+                           env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                           nofile: int | None = None, startup: float = STARTUP,
+                           stop_timeout: float = STOP, kind: type[S] = Served) -> AsyncIterator[S]:
     """``localmesh serve --port PORT *args`` with its data in ``data_dir`` (None: ``--in-memory``).
 
     ``env`` is the process's whole environment (None: this one's); ``nofile`` caps its open
-    files (RLIMIT_NOFILE). ``served.exports`` comes from the banner when in memory, else from
-    ``localmesh env`` as a user would run it.
+    files (RLIMIT_NOFILE); ``kind``, a subclass of ``Served`` a test folder adds its helpers to.
+    ``served.exports`` comes from the banner when in memory, else from ``localmesh env`` as a
+    user would run it.
     """
     where = ["--in-memory"] if data_dir is None else ["--data-dir", str(data_dir)]
 
@@ -131,7 +132,7 @@ async def serve(*args: str, data_dir: Path | None, log: Path, port: int = 0,
             stdout=out, stderr=out, env=None if env is None else dict(env), cwd=cwd,
             preexec_fn=limit_files if nofile is not None else None,
         )
-    served = Served(process, "", data_dir, log, stop_timeout)
+    served = kind(process, "", data_dir, log, stop_timeout)
     try:
         deadline = time.monotonic() + startup
         served.url = await _banner(served, deadline)
@@ -185,17 +186,21 @@ async def localmesh_env(data_dir: Path, *, port: int | None = None) -> dict[str,
 
 
 async def run(env: Mapping[str, str] | None, *argv: str, cwd: Path | None = None,
-              timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
-    """Run a command to its end (killed after ``timeout``); its exit code and merged output."""
-    process = await asyncio.create_subprocess_exec(
-        *argv, env=None if env is None else dict(env), cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            output, _ = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, output.decode(errors="replace")
+              timeout: float = RUN_TIMEOUT, stdout: Path | None = None) -> tuple[int, str]:
+    """Run a command to its end (killed after ``timeout``); its exit code and merged output
+    (only its stderr when ``stdout`` names a file for its standard output)."""
+    with stdout.open("wb") if stdout else nullcontext() as out:
+        process = await asyncio.create_subprocess_exec(
+            *argv, env=None if env is None else dict(env), cwd=cwd,
+            stdout=out or asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE if out else asyncio.subprocess.STDOUT,
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                output, errors = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
+    text = (output or b"").decode(errors="replace") + (errors or b"").decode(errors="replace")
+    return process.returncode or 0, text
