@@ -15,7 +15,7 @@ import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,8 @@ class ServedRoom:
 
     def terminate(self, sig: int = signal.SIGTERM) -> None:
         assert self.process is not None
-        self.process.send_signal(sig)
+        with suppress(ProcessLookupError):  # it has ended already (a second SIGTERM came late)
+            self.process.send_signal(sig)
 
     async def healthz(self, timeout: float = 5.0) -> int:
         async with httpx.AsyncClient(timeout=timeout) as client:
