@@ -320,5 +320,6 @@ def _record_llm(timeline: Timeline, room: str, entry: TranscriptEntry) -> None:
         outcome = "no answer"
     timeline.record(
         room, "llm", None, entry.rule or "", entry.error.get("status") if entry.error else None,
-        detail=f"{outcome} (turn {entry.turn}, {entry.transport}, {entry.provider} {entry.api})",
+        detail=f"{outcome} (turn {entry.turn}, {entry.transport}, {entry.provider} {entry.api}"
+               f"{'' if entry.model is None else ', model ' + entry.model})",
     )

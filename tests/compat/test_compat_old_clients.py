@@ -111,6 +111,11 @@ async def test_an_old_client_joins_with_the_token_in_its_url(logged):
         (session,) = server.state.rooms.sessions(ROOM)
         assert session.client.announced == OLD and session.client.awaits_chunk_replies
     assert jwt_text not in logs.text
+    # Nor does the timeline (what `localmesh timeline`, the Studio and failure reports show).
+    events = server.history.events(ROOM)
+    assert {e.kind for e in events} >= {"connect", "call", "queue.send", "disconnect"}
+    shown = "\n".join(f"{e.line()} {e.to_dict()}" for e in events)
+    assert not any(part in shown for part in secret_parts(jwt_text))
     # uvicorn's access line names the request, without its token; the websockets library's
     # request line had it, masked: so both kinds of line were seen, and neither kept it.
     assert f'"WebSocket /rooms/{ROOM}?v={OLD}" [accepted]' in logs.text
@@ -144,9 +149,11 @@ async def test_a_refused_url_token_is_in_no_reply_and_no_log_line(logged, case):
     reason = response.headers["x-localmesh-reason"]
     assert reason_word.lower() in reason.lower(), reason
     reply_text = response.body.decode() + "\n".join(f"{k}: {v}" for k, v in response.headers.raw_items())
+    timeline = "\n".join(f"{e.line()} {e.to_dict()}" for e in server.history.events())
     for part in secret_parts(jwt_text):
         assert part not in reply_text
         assert part not in logs.text
+        assert part not in timeline
     assert f"refused a connection: {reason}" in logs.text  # the refusal was logged, without it
     assert f'"WebSocket /rooms/{ROOM}?v={OLD}" 403' in logs.text
 

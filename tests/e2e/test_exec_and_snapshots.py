@@ -45,7 +45,8 @@ def localmesh_command() -> list[str]:
 
 
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MESHAGENT_", "OPENAI_"))}
+    ours = ("MESHAGENT_", "OPENAI_", "ANTHROPIC_", "GROK_", "XAI_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(ours)}
 
 
 def _exec(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -54,10 +55,13 @@ def _exec(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_exec_gives_the_command_the_server_and_exits_with_its_status(tmp_path: Path) -> None:
-    probe = "import os, sys; print(os.environ['MESHAGENT_API_URL']); sys.exit(7)"
+    names = ("MESHAGENT_API_URL", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GROK_BASE_URL")
+    probe = f"import os, sys; print(*(os.environ[n] for n in {names!r})); sys.exit(7)"
     run = _exec("--", sys.executable, "-c", probe, cwd=tmp_path)
     assert run.returncode == 7, run.stderr
-    assert run.stdout.startswith("http://127.0.0.1:")
+    api, openai, anthropic, grok = run.stdout.split()
+    assert api.startswith("http://127.0.0.1:")  # and every LLM client is pointed at it too
+    assert (openai, anthropic, grok) == (f"{api}/openai/v1", f"{api}/anthropic", f"{api}/grok/v1")
     assert _exec("--", sys.executable, "-c", CLIENT, "0", cwd=tmp_path).returncode == 0
     missing = _exec("--", "no-such-command-here", cwd=tmp_path)
     assert missing.returncode == 127 and "command not found" in missing.stderr

@@ -78,6 +78,7 @@ async def test_faults_and_llm_exchanges_are_recorded(localmesh_server: RoomServe
     assert (fault.participant, fault.subject, fault.code) == ("carol", "queues.send", 1008)
     (llm,) = localmesh_server.history.events("r", kind="llm")
     assert llm.subject == "hello" and "answer" in llm.summary()
+    assert "openai responses, model m" in llm.summary()  # which provider and model answered
 
 
 def _script():

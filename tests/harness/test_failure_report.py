@@ -76,7 +76,7 @@ def test_a_failing_test_shows_its_rooms_timeline_and_llm_transcript(pytester: py
         "*_ test_emulator_endpoint _*",
         "*- localmesh timeline -*",
         "*office*queue.send*inbox-queue #*",
-        "*office*llm*rule write-report: function calls (turn 1, request, openai responses)*",
+        "*office*llm*rule write-report: function calls (turn 1, request, openai responses, model *)*",
         "*LLM transcript of room 'office' (the emulator's endpoint):*",
         "*#1 turn 1 (request)*rule 'write-report'*",
     ])
