@@ -26,6 +26,7 @@ from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
 STARTUP = 60.0
+MAX_CLIENTS = 4000  # connections each server takes
 
 
 def free_port() -> int:
@@ -151,7 +152,10 @@ def run_localmesh(folder: Path, *, long_poll_window: float = 30.0) -> Iterator[L
     log = (folder / "localmesh.log").open("wb")
     process = subprocess.Popen(
         [*localmesh_command(), "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--long-poll-window", str(long_poll_window)],
+         "--long-poll-window", str(long_poll_window),
+         # As many clients as redis-server's --maxclients below: the long-poller phase opens
+         # 1,000 connections besides the benchmark's own (the default max is 1,000).
+         "--limit", f"max_connections={MAX_CLIENTS}"],
         stdout=log, stderr=log, env={**os.environ, "HOME": str(folder)},
     )
     server = Localmesh("localmesh", process, port, data_dir)
@@ -189,7 +193,7 @@ def run_redis(folder: Path) -> Iterator[ServerProcess]:
     process = subprocess.Popen(
         [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
          "--save", "", "--appendonly", "yes", "--appendfsync", "no",
-         "--protected-mode", "yes", "--daemonize", "no", "--maxclients", "4000"],
+         "--protected-mode", "yes", "--daemonize", "no", "--maxclients", str(MAX_CLIENTS)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     server = ServerProcess("redis", process, port)

@@ -243,18 +243,21 @@ def lean_websocket(websocket: WebSocket) -> WebSocket:
     direct = websocket.scope.get("extensions", {}).get(LEAN_EXTENSION)
     if direct is None:
         return websocket
-    receive, send, send_frames = direct
-    return _LeanWebSocket(websocket.scope, receive, send, send_frames)
+    receive, send, send_frames, write_frames = direct
+    return _LeanWebSocket(websocket.scope, receive, send, send_frames, write_frames)
 
 
 class _LeanWebSocket(WebSocket):
     """Starlette's websocket on uvicorn's protocol directly, with ``send_frames`` (the frames
-    of one message in one write)."""
+    of one message or more in one write) and ``write_frames`` (the same without waiting,
+    when the socket takes them now)."""
 
     def __init__(self, scope: Any, receive: Any, send: Any,
-                 send_frames: Callable[[list[bytes]], Awaitable[None]]) -> None:
+                 send_frames: Callable[[list[bytes]], Awaitable[None]],
+                 write_frames: Callable[[list[bytes]], bool]) -> None:
         super().__init__(scope, receive, send)
         self.send_frames = send_frames
+        self.write_frames = write_frames
 
 
 def _inline_disposition(name: str) -> str:

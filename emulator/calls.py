@@ -46,6 +46,8 @@ class Call:
     inbound: asyncio.Queue[Content] | None = None
     # The call's claim on its connection's requests in flight (None outside a session).
     slot: Slot | None = None
+    # The size of the request message (envelope JSON + payload): small arguments stay small.
+    request_bytes: int | None = None
     opened: bool = field(default=False, init=False)
     # Set by a drop_reply fault: the connection is cut after this many frames of the reply.
     budget: FrameBudget | None = field(default=None, init=False)

@@ -25,12 +25,11 @@ from localmesh.emulator.config import (
 )
 from localmesh.emulator.faults import ADMIN_PATH as FAULTS_PATH
 from localmesh.emulator.faults import KINDS
-from localmesh.emulator.limits import Limits
+from localmesh.emulator.limits import RENAMED, Limits
 from localmesh.emulator.queues import DEFAULT_LONG_POLL_WINDOW
 from localmesh.emulator.server import RoomServer
 from localmesh.emulator.services.images import parse_mount_option
 from localmesh.emulator.snapshot import Snapshot, SnapshotError
-from localmesh.emulator.storage import DEFAULT_MAX_FILE_BYTES
 from localmesh.emulator.studio import login_link
 from localmesh.emulator.timeline import DEFAULT_TIMELINE_SIZE
 from localmesh.protocol.tokens import ROLES, ApiKey, AuthError, mint_token
@@ -85,9 +84,9 @@ def serve(
         "--limit", metavar="NAME=VALUE",
         help="Change one of the server's bounds, e.g. --limit max_connections=200"
              " (repeatable; the names are in docs/hardening.md).")] = None,
-    max_file_mb: Annotated[int, typer.Option(
-        min=1, help="Largest file an upload may store, in MiB; bigger ones are refused up front.")
-    ] = DEFAULT_MAX_FILE_BYTES // (1024 * 1024),
+    max_file_mb: Annotated[int | None, typer.Option(
+        min=1, help="Deprecated: the same as --limit max_file_bytes=N*1048576 (the largest"
+                    " file an upload may store; default 1 GiB).")] = None,
     timeline_size: TimelineSize = DEFAULT_TIMELINE_SIZE,
     import_from: ImportDir = None,
     export_on_exit: ExportOnExit = None,
@@ -101,11 +100,20 @@ def serve(
         limits = Limits().with_text(limit or [])
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--limit") from None
+    if max_file_mb is not None:
+        # One limit, one name: --max-file-mb is kept as a shorthand of the --limit that sets it.
+        if any(RENAMED.get(n, n) == "max_file_bytes"
+               for n in (text.partition("=")[0].strip().replace("-", "_") for text in limit or [])):
+            raise typer.BadParameter(
+                "give the file limit once: --limit max_file_bytes=N (--max-file-mb is its old form)",
+                param_hint="--max-file-mb")
+        typer.echo("localmesh serve: --max-file-mb is deprecated; use --limit"
+                   f" max_file_bytes={max_file_mb * 1024 * 1024}", err=True)
+        limits = limits.replace(max_file_bytes=max_file_mb * 1024 * 1024)
     server = RoomServer(
         host=host, port=port, data_dir=None if in_memory else data_dir,
         long_poll_window=long_poll_window, llm_script=llm_script, log_level="info",
         mount_images=mounts, limits=limits,
-        max_file_bytes=max_file_mb * 1024 * 1024,
         timeline_size=timeline_size, import_from=import_from,
     )
     try:

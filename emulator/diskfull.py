@@ -3,11 +3,11 @@
 SQLite needs a little free space even to delete (the WAL grows before it shrinks), so when
 the disk is full nothing could be removed and the room could be neither drained nor
 cleaned. ``DiskGuard`` keeps a small reserve file in the data dir. When a call fails with
-"database or disk is full" it gives the reserve back to the disk and has the store cut its
-WAL back (a checkpoint running meanwhile may have used the reserve's space), refuses calls that add
+"database or disk is full" it gives the reserve back to the disk, refuses calls that add
 data (with a clear error, so they cannot eat the freed space) and retries calls that free
-space once. When free space is back above twice the reserve, it keeps a new reserve and
-lets writes through again.
+space once, after having the store cut its WAL back (a checkpoint running in its thread may
+have used the reserve's space). When free space is back above twice the reserve, it keeps a
+new reserve and lets writes through again.
 """
 
 from __future__ import annotations
@@ -63,8 +63,6 @@ class DiskGuard:
         self.full = True
         if self._reserve is not None:
             self._reserve.unlink(missing_ok=True)
-        if self._make_room is not None:
-            self._make_room()
 
     def _still_full(self) -> bool:
         if self._reserve is None:
@@ -99,6 +97,10 @@ class DiskGuard:
                 self._release()
                 if key not in FREEING:
                     raise self._refusal(call) from None
+                if self._make_room is not None:
+                    # Only for a call that frees space: the WAL's space could otherwise let
+                    # writes through again while the disk is nearly full.
+                    self._make_room()
             try:
                 return await handler(call)  # with the reserve's space back
             except sqlite3.OperationalError as error:

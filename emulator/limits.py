@@ -10,6 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 
 MiB = 1024 * 1024
+# Old names ``--limit`` still takes: max_upload_bytes and the storage's own max_file_bytes
+# were two bounds on the same thing (one file); they are one limit now.
+RENAMED = {"max_upload_bytes": "max_file_bytes"}
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,9 @@ class Limits:
     max_token_bytes: int = 64 * 1024  # a participant token; longer ones get 403 with a reason
     max_header_bytes: int = 128 * 1024  # the HTTP request head the parser takes at all
     shutdown_grace: float = 2.0  # after SIGTERM, connections still open this long are cut
+    # Storage.
+    max_file_bytes: int = 1024 * MiB  # one stored file, however uploaded; refused before stored
     # Memory kept for later.
-    max_upload_bytes: int = 1024 * MiB  # one stored file
     llm_max_body_bytes: int = 16 * MiB  # one LLM request body (HTTP or websocket frame)
     llm_transcript_entries: int = 1000  # requests kept per room for transcript()
     llm_transcript_bytes: int = 8 * MiB  # request text kept per room for transcript()
@@ -56,6 +60,7 @@ class Limits:
         for text in assignments:
             name, sep, value = text.partition("=")
             name = name.strip().replace("-", "_")
+            name = RENAMED.get(name, name)
             if not sep or name not in types:
                 raise ValueError(
                     f"--limit takes NAME=VALUE with NAME one of: {', '.join(self.names())}"

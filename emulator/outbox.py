@@ -5,11 +5,18 @@ Either way the outbox gives up on it (``on_stalled``) instead of letting the ser
 room events are dropped into the buffer without waiting (``put_nowait``), and a call's own
 replies wait for room at most ``write_timeout`` seconds. The frames of one message are
 queued and written together, so two messages never interleave on the socket.
+
+A message put while nothing waits in the buffer is written at once (``write_now``) if the
+socket takes it without waiting; otherwise the writer task hands the socket everything
+queued when it runs: the messages put in the same turn of the event loop go to
+``send_frames`` as one list of frames, which the websocket writes in one transport write
+(one system call for a pipelined burst).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -19,7 +26,16 @@ logger = logging.getLogger("localmesh.outbox")
 DEFAULT_OUTBOX_BYTES = 8 * 1024 * 1024
 DEFAULT_WRITE_TIMEOUT = 10.0
 
-SendFrame = Callable[[bytes], Awaitable[None]]
+# Writes frames back to back, in order (the websocket's ``send_frames``); raising means
+# the connection is gone.
+SendFrames = Callable[[list[bytes]], Awaitable[None]]
+# Writes frames at once if the socket takes them without waiting; False: it would wait.
+WriteNow = Callable[[list[bytes]], bool]
+BATCH_BYTES = 256 * 1024  # one hand-off to the socket takes whole messages up to about this
+# Messages up to this size may skip the writer task (``write_now``). Bigger ones (a file's
+# chunks) always go through it: written straight from the call, a 100 MB download cost the
+# server about 1.7x the CPU (measured), with no gain in time.
+WRITE_NOW_BYTES = 64 * 1024
 
 
 class OutboxClosed(ConnectionError):
@@ -29,13 +45,15 @@ class OutboxClosed(ConnectionError):
 class Outbox:
     def __init__(
         self,
-        send_frame: SendFrame,
+        send_frames: SendFrames,
         *,
+        write_now: WriteNow | None = None,
         max_bytes: int = DEFAULT_OUTBOX_BYTES,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         on_stalled: Callable[[str], None],
     ) -> None:
-        self._send_frame = send_frame
+        self._send_frames = send_frames
+        self._write_now = write_now
         self.max_bytes = max_bytes
         self.write_timeout = write_timeout
         self._on_stalled = on_stalled
@@ -58,6 +76,9 @@ class Outbox:
         return self.buffered == 0 or self.buffered + size <= self.max_bytes
 
     def _enqueue(self, frames: list[bytes], size: int) -> None:
+        if (not self._messages and size <= WRITE_NOW_BYTES and self._write_now is not None
+                and self._write_now(frames)):
+            return  # nothing queued before it and the socket took it: no wake-up of the writer
         self._messages.append((frames, size))
         self.buffered += size
         if not self._fits(1):
@@ -79,6 +100,9 @@ class Outbox:
     async def put(self, frames: list[bytes]) -> None:
         """Queue a message, waiting up to ``write_timeout`` for room in the buffer."""
         size = sum(len(frame) for frame in frames)
+        if not self.closed and self._fits(size):  # the usual case: no timer to set up
+            self._enqueue(frames, size)
+            return
         try:
             async with asyncio.timeout(self.write_timeout):
                 while not self.closed and not self._fits(size):
@@ -99,11 +123,10 @@ class Outbox:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                frames, size = self._messages[0]
+                frames, count, size = self._next_batch()
                 try:
                     async with asyncio.timeout(self.write_timeout):
-                        for frame in frames:
-                            await self._send_frame(frame)
+                        await self._send_frames(frames)
                 except TimeoutError:
                     self.stall(f"a write to the client made no progress for {self.write_timeout:g} s")
                     return
@@ -111,13 +134,30 @@ class Outbox:
                     logger.info("outbox: a write failed, the connection is gone: %r", error)
                     self._close(f"the connection is gone ({type(error).__name__})")
                     return
-                self._messages.popleft()
+                for _ in range(count):
+                    self._messages.popleft()
                 self.buffered -= size
                 if self._fits(1):
                     self._room.set()
         except asyncio.CancelledError:
             self._close("the connection is closing")
             raise
+
+    def _next_batch(self) -> tuple[list[bytes], int, int]:
+        """The frames of the queued messages to write together (whole messages, at least
+        one, up to about ``BATCH_BYTES``), how many messages that is and their size."""
+        frames, size = self._messages[0]
+        if len(self._messages) == 1 or size >= BATCH_BYTES:
+            return frames, 1, size
+        batch = list(frames)
+        count = 1
+        for more, more_size in itertools.islice(self._messages, 1, None):
+            if size + more_size > BATCH_BYTES:
+                break
+            batch += more
+            size += more_size
+            count += 1
+        return batch, count, size
 
     async def flush(self, timeout: float) -> None:
         """Wait until everything queued so far was written (or the outbox closed)."""

@@ -55,6 +55,10 @@ class Queues:
         self.clock: Clock = clock or WallClock()  # long-poll windows run on it
         self.long_poll_window = long_poll_window
         self._sizes: dict[_QueueKey, int] = {}  # every known queue -> messages in line
+        # Messages taken whose removal is not committed yet: they still count as queued (a
+        # crash now would leave them in line), so a size never shows a message as gone
+        # before its receiver can have it.
+        self._removing: dict[_QueueKey, int] = {}
         self._last_id = 0
         # Each resolved with a message, or None when released (see ``release``).
         self._waiters: dict[_QueueKey, deque[asyncio.Future[Taken | None]]] = {}
@@ -80,7 +84,8 @@ class Queues:
         return key, created
 
     async def list(self, room: str) -> list[tuple[str, int]]:
-        return sorted((name, size) for (r, name), size in self._sizes.items() if r == room)
+        return sorted((name, size + self._removing.get((r, name), 0))
+                      for (r, name), size in self._sizes.items() if r == room)
 
     async def peek(self, room: str, name: str, *, offset: int = 0, limit: int = 100) -> list[tuple[int, Any]]:
         """Up to ``limit`` messages from place ``offset`` in line, as ``(id, message)``,
@@ -104,7 +109,8 @@ class Queues:
         await self._store.committed()
 
     def size(self, room: str, name: str) -> int:
-        return self._sizes.get((room, name), 0)
+        key = (room, name)
+        return self._sizes.get(key, 0) + self._removing.get(key, 0)
 
     async def send(
         self, room: str, name: str, message: Any, *, create: bool = True,
@@ -197,11 +203,24 @@ class Queues:
             if taken.removed is not None:
                 taken.removed.result()  # a rolled-back removal raises here
             return
+        self._removing[key] = self._removing.get(key, 0) + 1
         try:
             await asyncio.shield(taken.removed)
         except asyncio.CancelledError:
+            self._removed(key)  # before it is put back, which counts it in line again
             self.put_back_soon(*key, taken)
             raise
+        except BaseException:
+            self._removed(key)
+            raise
+        self._removed(key)
+
+    def _removed(self, key: _QueueKey) -> None:
+        left = self._removing.get(key, 0) - 1
+        if left > 0:
+            self._removing[key] = left
+        else:
+            self._removing.pop(key, None)
 
     def _forget(self, key: _QueueKey, waiter: asyncio.Future[Taken | None]) -> None:
         waiters = self._waiters.get(key)
@@ -249,7 +268,7 @@ class Queues:
         worker that polls again has handled everything it took)."""
         while True:
             added = self._waiter_added  # set when the next waiter arrives
-            if self.waiting(room, name) and not self._sizes.get((room, name)):
+            if self.waiting(room, name) and not self.size(room, name):
                 return
             await added.wait()
 

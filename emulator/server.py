@@ -27,7 +27,6 @@ from .queues import DEFAULT_LONG_POLL_WINDOW
 from .services import RunnerSettings, Services
 from .snapshot import Snapshot
 from .state import EmulatorState, Settings
-from .storage import DEFAULT_MAX_FILE_BYTES
 from .timeline import DEFAULT_TIMELINE_SIZE
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ class RoomServer:
         mount_images: dict[str, str | Path] | None = None,
         service_settings: RunnerSettings | None = None,
         limits: Limits | None = None,
-        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_file_bytes: int | None = None,
         timeline_size: int = DEFAULT_TIMELINE_SIZE,
         import_from: str | Path | None = None,
         durable: bool = True,
@@ -64,6 +63,8 @@ class RoomServer:
         limits = limits or Limits()
         if max_message_bytes is not None:
             limits = limits.replace(max_message_bytes=max_message_bytes)
+        if max_file_bytes is not None:  # a shorthand for Limits(max_file_bytes=...)
+            limits = limits.replace(max_file_bytes=max_file_bytes)
         self.settings = Settings(
             data_dir=None if data_dir is None else Path(data_dir),
             long_poll_window=long_poll_window,
@@ -72,7 +73,6 @@ class RoomServer:
             mount_images={image: Path(folder) for image, folder in (mount_images or {}).items()},
             services=service_settings or RunnerSettings(),
             limits=limits,
-            max_file_bytes=max_file_bytes,
             timeline_size=timeline_size,
             durable=durable,
         )

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("localmesh.session")
 
+MESSAGES_PER_TURN = 16  # requests a connection's reader handles before it yields the loop
 CLOSE_INVALID_DATA = 1007
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
@@ -118,8 +119,14 @@ class Session:
         self._assembler = PacketAssembler(
             limits.max_message_bytes, max_packet_bytes=limits.max_packet_bytes, budget=budget
         )
+        # Our websocket protocol writes many frames in one write (``websocket.py``); any other
+        # (an ASGI test client) takes them one by one.
+        self._socket_send_frames = getattr(websocket, "send_frames", None) or self._send_each
+        self._socket_write_frames = getattr(websocket, "write_frames", None)
+        self._cuts_queued = 0  # cut markers (drop faults) put in the outbox so far
         self._outbox = Outbox(
-            self._send_frame, max_bytes=limits.outbox_bytes,
+            self._send_frames, max_bytes=limits.outbox_bytes,
+            write_now=self._write_at_once if self._socket_write_frames else None,
             write_timeout=limits.write_timeout, on_stalled=self._stalled,
         )
         self._inflight = InFlight(limits.max_active_calls, limits.max_waiting_calls)
@@ -141,11 +148,26 @@ class Session:
 
     # ------------------------------------------------------------ writing
 
-    async def _send_frame(self, frame: bytes) -> None:
-        if isinstance(frame, _Cut):
-            self._cut_here(frame)
-            raise ConnectionResetError("localmesh: connection cut by an injected fault")
-        await self.websocket.send_bytes(frame)
+    async def _send_frames(self, frames: list[bytes]) -> None:
+        """Write the outbox's frames in order, in one write when the websocket can. A cut
+        marker among them (a drop fault) ends the connection after the frames before it."""
+        if self._cuts_queued:
+            for index, frame in enumerate(frames):
+                if isinstance(frame, _Cut):
+                    if index:
+                        await self._socket_send_frames(frames[:index])
+                    self._cut_here(frame)
+                    raise ConnectionResetError("localmesh: connection cut by an injected fault")
+        await self._socket_send_frames(frames)
+
+    def _write_at_once(self, frames: list[bytes]) -> bool:
+        # A cut marker may be among them: the outbox's writer handles those, in order.
+        return not self._cuts_queued and self._socket_write_frames(frames)
+
+    async def _send_each(self, frames: list[bytes]) -> None:
+        # A websocket without ``send_frames`` (not on our protocol): a frame per send.
+        for frame in frames:
+            await self.websocket.send_bytes(frame)
 
     async def _write(
         self, message_id: int, type: str, data: bytes, budget: FrameBudget | None = None
@@ -175,6 +197,7 @@ class Session:
             return frames, True
         marker = _Cut()
         marker.budgets = spent
+        self._cuts_queued += 1
         for b in spent:
             b.cut = True
         return [*frames[:allowed], marker], allowed == len(frames)
@@ -262,6 +285,7 @@ class Session:
             self._timeline.record(self.room, kind, self.participant.name, subject, code, duration, detail)
 
     async def _read_loop(self) -> None:
+        handled = 0  # messages handled since this loop last let others run
         while True:
             event = await self.websocket.receive()
             if event["type"] == "websocket.disconnect":
@@ -285,9 +309,13 @@ class Session:
                     f"{message.type or 'message'} refused: {message.reason}", INVALID_REQUEST))
             elif message is not None:
                 await self._dispatch(message.id, message.type, message.data)
-                # One message per turn of the event loop: a client pipelining thousands of
-                # requests gets no longer turns than anyone else's.
-                await asyncio.sleep(0)
+                # A few messages per turn of the event loop: a pipelined burst shares one
+                # commit and one write, and a client pipelining thousands of requests still
+                # gets no longer turns than anyone else's.
+                handled += 1
+                if handled >= MESSAGES_PER_TURN:
+                    handled = 0
+                    await asyncio.sleep(0)
 
     async def close(self, code: int, reason: str) -> None:
         """Close with a reason once what is queued is written; cut off a client that does not read."""
@@ -318,12 +346,20 @@ class Session:
     def _spawn(self, coroutine: Coroutine[Any, Any, None], slot: Slot | None = None) -> None:
         # Started at once (eagerly): a call runs up to its first real wait right here, in
         # arrival order, instead of one turn of the event loop later.
-        task = asyncio.Task(coroutine, loop=asyncio.get_running_loop(), eager_start=True)
-        if slot is not None:
-            task.add_done_callback(lambda _: slot.release())
-        if not task.done():
+        task = asyncio.Task(self._tracked(coroutine, slot), loop=asyncio.get_running_loop(),
+                            eager_start=True)
+        if not task.done():  # else it ran to the end right here
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+
+    async def _tracked(self, coroutine: Coroutine[Any, Any, None], slot: Slot | None) -> None:
+        # Bookkeeping as the task ends, in the task itself: a done-callback would cost the
+        # event loop one more handle per call.
+        try:
+            await coroutine
+        finally:
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            if slot is not None:
+                slot.release()
 
     async def _dispatch(self, message_id: int, type: str, data: bytes) -> None:
         try:
@@ -338,7 +374,7 @@ class Session:
             # Waits while the connection has its fill of calls in flight: this client's
             # backlog then stays in its own socket, not in the server or the store's line.
             slot = await self._inflight.acquire()
-            self._start_call(message_id, header, payload, slot)
+            self._start_call(message_id, header, payload, slot, len(data))
         elif type == "room.tool_call_request_chunk":
             self._route_chunk(header, payload)
             if self.client.awaits_chunk_replies:
@@ -368,7 +404,8 @@ class Session:
             "the participant token has expired: connect again with a new token", PERMISSION_DENIED))
         await self.close(CLOSE_POLICY_VIOLATION, "token expired")
 
-    def _start_call(self, message_id: int, header: dict[str, Any], payload: bytes, slot: Slot) -> None:
+    def _start_call(self, message_id: int, header: dict[str, Any], payload: bytes, slot: Slot,
+                    size: int) -> None:
         try:
             toolkit, tool = header.get("toolkit"), header.get("tool")
             if not isinstance(toolkit, str) or not isinstance(tool, str):
@@ -392,7 +429,7 @@ class Session:
         call = Call(
             message_id=message_id, toolkit=toolkit, tool=tool, arguments=arguments,
             tool_call_id=tool_call_id, peer=self, room=self.room,
-            inbound=asyncio.Queue() if streamed else None, slot=slot,
+            inbound=asyncio.Queue() if streamed else None, slot=slot, request_bytes=size,
         )
         if streamed:
             self._streams[tool_call_id] = call
@@ -423,8 +460,8 @@ class Session:
             pass  # the connection is gone; the read loop ends the session
         finally:
             self._streams.pop(call.tool_call_id, None)
-            self._record(kind, f"{call.toolkit}.{call.tool}", code,
-                         time.perf_counter() - started, bounded_arguments(call.summary_arguments))
+            self._record(kind, f"{call.toolkit}.{call.tool}", code, time.perf_counter() - started,
+                         bounded_arguments(call.summary_arguments, call.request_bytes))
 
     async def _call(self, call: Call) -> Content | None:
         """Run the call's handler. Returns the error to answer with, or None once answered."""

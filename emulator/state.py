@@ -26,7 +26,7 @@ from localmesh.emulator.rooms import Rooms
 from localmesh.emulator.services import LocalRuntime, RunnerSettings, Services
 from localmesh.emulator.services.toolkit import ServicesToolkit
 from localmesh.emulator.snapshot import Snapshot, restore_rooms
-from localmesh.emulator.storage import DEFAULT_MAX_FILE_BYTES, Storage, canonical_file
+from localmesh.emulator.storage import Storage, canonical_file
 from localmesh.emulator.store import Store
 from localmesh.emulator.timeline import DEFAULT_TIMELINE_SIZE, Timeline
 from localmesh.emulator.toolkits.queues import QueuesToolkit
@@ -64,7 +64,6 @@ class Settings:
     mount_images: dict[str, Path] = field(default_factory=dict)
     services: RunnerSettings = field(default_factory=RunnerSettings)
     limits: Limits = field(default_factory=Limits)
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # uploads over this are refused up front
     timeline_size: int = DEFAULT_TIMELINE_SIZE  # events kept per room
     durable: bool = True  # False: no fsync (test servers; see Store.open)
 
@@ -139,7 +138,7 @@ class EmulatorState:
         state = cls(
             settings=settings, store=store, keyring=keyring,
             verifier=TokenVerifier(keyring.by_id, now=settings.clock.time),
-            queues=queues, storage=Storage(store, max_file_bytes=settings.max_file_bytes),
+            queues=queues, storage=Storage(store, max_file_bytes=settings.limits.max_file_bytes),
             llm=llm, services=services,
             rooms=Rooms(max_log_entries=limits.developer_log_entries,
                         max_log_bytes=limits.developer_log_bytes),
@@ -156,7 +155,6 @@ class EmulatorState:
         toolkits = [
             QueuesToolkit(queues, timeline.record, state.window_of),
             StorageToolkit(state.storage, state.rooms.broadcast, state.download_url, timeline.record,
-                           max_upload_bytes=limits.max_upload_bytes,
                            write_guard=lambda *write: state.faults.write_guard(*write)),
             DeveloperToolkit(state.rooms.record_developer_log),
             MessagingToolkit(state.rooms.participants),

@@ -18,10 +18,11 @@ from localmesh.emulator.errors import (
     STORAGE_RECURSIVE_REQUIRED,
     RoomError,
 )
+from localmesh.emulator.limits import Limits
 from localmesh.emulator.paths import InvalidPath, basename, normalize_path, parent_of
 from localmesh.emulator.store import FileRow, Store, StoreFailed
 
-DEFAULT_MAX_FILE_BYTES = 2 * 1024**3  # an upload over this is refused before its bytes are stored
+DEFAULT_MAX_FILE_BYTES = Limits.max_file_bytes  # an upload over this is refused before it is stored
 
 
 def utc_now() -> str:
@@ -129,11 +130,13 @@ class Storage:
         """Refuse what ``write`` would refuse (uploads call it before their bytes stream)."""
         self._check_writable(room, path, overwrite)
 
-    def _check_size(self, size: int) -> None:
+    def check_size(self, size: int) -> None:
+        """Refuse a file of ``size`` bytes (announced, or received so far) over the limit."""
         if size > self.max_file_bytes:
             raise RoomError(
                 INVALID_REQUEST,
-                f"a file of {size} bytes is over this room's limit of {self.max_file_bytes} bytes",
+                f"a file of {size} bytes or more is over the {self.max_file_bytes}-byte limit"
+                " (max_file_bytes)",
             )
 
     def begin_upload(
@@ -143,7 +146,7 @@ class Storage:
         written or its announced ``size`` is over the limit."""
         self._check_writable(room, path, overwrite)
         if size is not None:
-            self._check_size(size)
+            self.check_size(size)
         return Upload(self, room, path, mime_type, overwrite, size)
 
     async def write(
@@ -277,7 +280,7 @@ class Upload:
         return self._blob.size
 
     async def write(self, data: bytes) -> None:
-        self._storage._check_size(self._blob.size + len(data))
+        self._storage.check_size(self._blob.size + len(data))
         try:
             await self._blob.write(data)
         except OSError as error:

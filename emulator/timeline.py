@@ -34,9 +34,26 @@ _CALL_KINDS = frozenset({"call", "call.unanswered", "fault"})
 
 
 _MAX_KEPT_TEXT = 200  # characters of a string argument an event keeps
+KEEP_WHOLE_BYTES = 1024  # a request this small keeps its arguments whole (no walk)
 _MAX_KEPT_KEYS = 12
-_BOUNDED = reprlib.Repr(maxlevel=3, maxdict=6, maxlist=6, maxtuple=6, maxset=6, maxstring=80,
-                        maxother=80, maxlong=40)
+class _InOrder(reprlib.Repr):
+    """reprlib's bounded repr, with a dict's keys in their order (reprlib sorts them), as a
+    small value kept whole shows them: one order however big the arguments were."""
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        shown = [f"{self.repr1(key, level - 1)}: {self.repr1(x[key], level - 1)}"
+                 for key in itertools.islice(x, self.maxdict)]
+        if len(x) > self.maxdict:
+            shown.append("...")
+        return "{" + ", ".join(shown) + "}"
+
+
+_BOUNDED = _InOrder(maxlevel=3, maxdict=6, maxlist=6, maxtuple=6, maxset=6, maxstring=80,
+                    maxother=80, maxlong=40)
 
 
 class Shown(str):
@@ -46,11 +63,15 @@ class Shown(str):
         return str(self)
 
 
-def bounded_arguments(arguments: Any) -> dict[str, Any] | None:
+def bounded_arguments(arguments: Any, request_bytes: int | None = None) -> dict[str, Any] | None:
     """What a call's event keeps of its arguments: small values as they are, long strings cut,
-    large containers as a bounded repr. Costs a few microseconds whatever the size."""
+    large containers as a bounded repr. Costs a few microseconds whatever the size, and
+    nothing for arguments parsed from a request of at most ``KEEP_WHOLE_BYTES`` (most calls):
+    those are small by construction, so the event keeps them as they are."""
     if not isinstance(arguments, dict):
         return None
+    if request_bytes is not None and request_bytes <= KEEP_WHOLE_BYTES:
+        return dict(arguments)  # a copy of the top level, as below: a handler may change it
     kept: dict[str, Any] = {}
     for index, (key, value) in enumerate(arguments.items()):
         if index == _MAX_KEPT_KEYS:

@@ -63,7 +63,8 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:  # None: the handshake was refused before the app was called
-            scope["extensions"][LEAN_EXTENSION] = (self.receive, self.send, self.send_frames)
+            scope["extensions"][LEAN_EXTENSION] = (
+                self.receive, self.send, self.send_frames, self.write_frames)
 
     # ------------------------------------------------------------ reading
 
@@ -237,18 +238,36 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
 
     async def send_frames(self, frames: list[bytes]) -> None:
-        """Binary frames that belong together (the packets of one message), written whole:
-        at once if nothing else was written in this turn of the loop (no added latency),
-        else with the rest of the turn's output at its end (one write for a burst)."""
+        """Binary frames that belong together (the packets of one message, or of several),
+        written whole (see ``write_frames``), waiting while the transport is full."""
+        if self.write_frames(frames):
+            return
         if not (self._lean and not self.close_sent and self.initial_response is None):
             for frame in frames:
                 await self.send({"type": "websocket.send", "bytes": frame})
             return
-        if not self.writable.is_set():
-            await self.writable.wait()
+        await self.writable.wait()
         if self.disconnected:
             raise ClientDisconnected()
-        if self._flush_handle is not None or self._out:
+        self._write_whole(frames)
+
+    def write_frames(self, frames: list[bytes]) -> bool:
+        """Write binary frames without waiting, if the connection takes them now (lean, open,
+        its transport under its high-water mark); False leaves it to ``send_frames``."""
+        if not (
+            self._lean and not self.close_sent and self.initial_response is None
+            and self.writable.is_set() and not self.disconnected
+        ):
+            return False
+        self._write_whole(frames)
+        return True
+
+    def _write_whole(self, frames: list[bytes]) -> None:
+        """At once if nothing else was written in this turn of the loop (no added latency),
+        else with the rest of the turn's output at its end (one write for a burst). Frames
+        with a big payload (a file's chunk) take the queue, which writes such a payload as it
+        is rather than copying it into a joined buffer."""
+        if self._flush_handle is not None or self._out or any(len(f) > COALESCE for f in frames):
             for frame in frames:
                 self._queue_frame(OP_BINARY, frame)
             return

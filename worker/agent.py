@@ -175,9 +175,7 @@ class Worker:
     async def _loop(self, room: RoomClient) -> None:
         while not self._stopping.is_set():
             try:
-                self._receive = asyncio.create_task(
-                    room.queues.receive(self.queue, create=True, wait=not self.stop_when_idle)
-                )
+                self._receive = asyncio.create_task(self._take(room))
                 message = await self._receive
             except asyncio.CancelledError:
                 current = asyncio.current_task()
@@ -198,10 +196,17 @@ class Worker:
                 if self.stop_when_idle:
                     break
                 continue
-            self.stats.received += 1
             await self._handle(room, message)
             if self.max_messages is not None and self.stats.handled >= self.max_messages:
                 break
+
+    async def _take(self, room: RoomClient) -> Any:
+        message = await room.queues.receive(self.queue, create=True, wait=not self.stop_when_idle)
+        if message is not None:
+            # Counted in the receive's own task step, as its reply is read: a reply read after
+            # it on the same connection (run_until_drained's round trip) never sees it uncounted.
+            self.stats.received += 1
+        return message
 
     async def _receive_failed(self, error: Exception) -> None:
         delay = self.backoff.next_delay()

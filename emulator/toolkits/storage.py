@@ -74,11 +74,10 @@ class StorageToolkit:
 
     def __init__(
         self, storage: Storage, broadcast: Broadcast, download_url: DownloadUrl,
-        record: Record = _ignore, *, max_upload_bytes: int | None = None,
+        record: Record = _ignore, *,
         write_guard: WriteGuards | None = None,
     ) -> None:
         self._storage = storage
-        self._max_upload = max_upload_bytes
         self._broadcast = broadcast
         self._download_url = download_url
         self._write_guard = write_guard or (lambda room, participant, path: None)
@@ -156,7 +155,7 @@ class StorageToolkit:
             size = start.get("size")
             if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
                 raise RoomError(INVALID_REQUEST, f"upload size must be a whole number, not {size!r}")
-            self._check_upload_size(size or 0)
+            self._storage.check_size(size or 0)
             _check(call, "write", path)
             mime_type = start.get("mime_type") or guess_mime_type(basename(path))
             if not isinstance(mime_type, str) or not is_valid_unicode(mime_type):
@@ -166,7 +165,7 @@ class StorageToolkit:
             upload = self._storage.begin_upload(
                 call.room, path, mime_type, overwrite=overwrite, size=size)
             await call.open_stream()
-            await _pull(call, upload, self._check_upload_size, guard)
+            await _pull(call, upload, self._storage.check_size, guard)
             if guard is not None:
                 guard.complete(upload.received)
             finished, upload = upload, None
@@ -187,14 +186,6 @@ class StorageToolkit:
             "path": path, "participant_id": call.peer.participant_id,
         })
         return None
-
-    def _check_upload_size(self, size: int) -> None:
-        if self._max_upload is not None and size > self._max_upload:
-            raise RoomError(
-                INVALID_REQUEST,
-                f"upload of {size} bytes or more is over the {self._max_upload}-byte limit"
-                " (max_upload_bytes)",
-            )
 
     async def download(self, call: Call) -> Content | None:
         reader: BlobReader | None = None

@@ -287,7 +287,8 @@ def loads_json(text: bytes | str, what: str, max_depth: int = MAX_JSON_DEPTH) ->
     Python's digit limit (ValueError), which would otherwise escape as tracebacks.
     """
     try:
-        value = json.loads(text)
+        # Decoded here: json.loads would first sniff bytes for UTF-16/32, which peers never send.
+        value = json.loads(text.decode() if isinstance(text, bytes) else text)
     except RecursionError:
         raise WireError(f"{what} is nested more than {max_depth} levels deep") from None
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, the int digit limit

@@ -11,10 +11,12 @@ import time
 import httpx
 import jwt
 import pytest
-from harness import Figure
+from harness import Figure, ServedRoom
 from meshagent.api import ApiScope, ParticipantToken, RoomException
 from meshagent.api.participant_token import QueuesGrant
+from typer.testing import CliRunner
 
+from localmesh.cli import app
 from localmesh.emulator import RoomServer
 from localmesh.emulator.limits import Limits
 from localmesh.fixtures.sdk import connect_meshagent_room
@@ -140,7 +142,7 @@ async def test_llm_endpoint_refuses_deep_input_and_big_bodies_with_4xx():
 
 
 async def test_an_upload_over_the_limit_is_refused_before_its_bytes_are_stored():
-    async with RoomServer(limits=Limits(max_upload_bytes=1024 * 1024)) as server:
+    async with RoomServer(limits=Limits(max_file_bytes=1024 * 1024)) as server:
         token = server.mint_token(room="r", name="up")
         async with connect_meshagent_room(server.room_url("r"), token) as room:
             with pytest.raises(RoomException, match="over the 1048576-byte limit"):
@@ -155,9 +157,30 @@ async def test_an_upload_over_the_limit_is_refused_before_its_bytes_are_stored()
             assert not await room.storage.exists(path="big.bin")
             assert not await room.storage.exists(path="streamed.bin")
             await room.storage.upload(path="small.bin", data=bytes(1000))
-    Figure(case="uploads over max_upload_bytes (announced, and streamed without a size)",
+    Figure(case="uploads over max_file_bytes (announced, and streamed without a size)",
            abuser_got="1002 'over the limit' before anything is stored",
            target="refused before its bytes are stored").record()
+
+
+@pytest.mark.parametrize("option", [
+    ("--limit", "max_file_bytes=1048576"),
+    ("--limit", "max_upload_bytes=1048576"),  # the old name of the same limit
+    ("--max-file-mb", "1"),  # deprecated: a note on stderr, the same limit
+])
+async def test_serve_has_one_file_limit_whichever_way_it_is_set(tmp_path, option):
+    async with ServedRoom(tmp_path, extra=option) as served:
+        async with connect_meshagent_room(served.room_url("r"), served.token("r", "up")) as room:
+            with pytest.raises(RoomException, match=r"over the 1048576-byte limit \(max_file_bytes\)"):
+                await room.storage.upload(path="big.bin", data=bytes(1024 * 1024 + 1))
+            await room.storage.upload(path="fits.bin", data=bytes(1024 * 1024))
+    deprecated = "--max-file-mb is deprecated" in served.log.read_text()
+    assert deprecated == (option[0] == "--max-file-mb")
+
+
+def test_serve_refuses_the_file_limit_given_twice() -> None:
+    result = CliRunner().invoke(
+        app, ["serve", "--max-file-mb", "1", "--limit", "max_file_bytes=5"])
+    assert result.exit_code != 0 and "give the file limit once" in result.output
 
 
 async def test_developer_logs_are_bounded():

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from localmesh.emulator.calls import Call
 from localmesh.emulator.diskfull import RESERVE_NAME, DiskGuard
+from localmesh.emulator.errors import RoomError
 from localmesh.emulator.store import Store
 
 
@@ -42,3 +46,15 @@ async def test_a_full_disk_releases_the_reserve_and_makes_room_then_retries_a_fr
     assert await guarded(None) == "taken"  # type: ignore[arg-type]
     assert (len(attempts), made_room, guard.full) == (2, [True], True)
     assert not (tmp_path / RESERVE_NAME).exists()
+
+
+async def test_a_call_that_adds_data_is_refused_without_making_room(tmp_path: Path) -> None:
+    made_room: list[bool] = []
+    guard = DiskGuard(tmp_path, reserve_bytes=64 * 1024, make_room=lambda: made_room.append(True))
+
+    async def send(call: Call) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with pytest.raises(RoomError, match="the disk holding the room's data is full"):
+        await guard.wrap("queues", "send", send)(SimpleNamespace(toolkit="queues", tool="send"))
+    assert (made_room, guard.full) == ([], True)  # the WAL's space is kept for freeing calls

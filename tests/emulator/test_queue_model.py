@@ -196,3 +196,23 @@ def test_closed_queue_takes_its_messages_with_it():
             await store.close()
 
     asyncio.run(scenario())
+
+
+async def test_a_taken_message_counts_as_queued_until_its_removal_is_committed() -> None:
+    store = await Store.open(None)
+    try:
+        queues = Queues(store)
+        queues.load()
+        await queues.send("a", "x", {"n": 1})
+        # Runs at once up to its wait for the commit of the message's removal.
+        taking = asyncio.Task(queues.take("a", "x", wait=False), loop=asyncio.get_running_loop(),
+                              eager_start=True)
+        assert not taking.done()
+        # A crash now would leave the message in line, so sizes still show it.
+        assert queues.size("a", "x") == 1 and await queues.list("a") == [("x", 1)]
+        async with asyncio.timeout(TIMEOUT):
+            taken = await taking
+        assert taken is not None and taken.body == '{"n": 1}'
+        assert queues.size("a", "x") == 0 and await queues.list("a") == [("x", 0)]
+    finally:
+        await store.close()

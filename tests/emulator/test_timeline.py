@@ -6,7 +6,7 @@ import pytest
 
 from localmesh.emulator.namespaces import room_key
 from localmesh.emulator.server import RoomServer
-from localmesh.emulator.timeline import Timeline, summarise_arguments
+from localmesh.emulator.timeline import KEEP_WHOLE_BYTES, Timeline, bounded_arguments, summarise_arguments
 from localmesh.worker import RoomClient, RoomError
 
 SCRIPT = """
@@ -128,3 +128,15 @@ def test_argument_summaries_are_short() -> None:
     long = summarise_arguments({"text": "x" * 500, "other": 1})
     assert len(long) <= 120 and "..." in long
     assert summarise_arguments(None) == ""
+
+
+def test_arguments_of_a_small_request_are_kept_as_they_are_and_big_ones_bounded() -> None:
+    small = {"name": "q", "message": {"i": 1, "pad": "x" * 100}}
+    kept = bounded_arguments(small, request_bytes=KEEP_WHOLE_BYTES)
+    assert kept == small and kept is not small  # a copy of the top level: no walk
+    big = {"name": "q", "message": {"rows": list(range(100_000)), "text": "y" * 1_000_000}}
+    bounded = bounded_arguments(big, request_bytes=2_000_000)
+    assert bounded is not None and bounded["name"] == "q"
+    assert len(repr(bounded["message"])) < 1000  # a bounded repr, not the message
+    # Without the request's size, the walk decides.
+    assert len(repr(bounded_arguments(big))) < 1000
