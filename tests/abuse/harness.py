@@ -12,17 +12,16 @@ import asyncio
 import json
 import os
 import re
-import resource
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from localmesh_serve import serve
 
 from localmesh.protocol.tokens import ApiKey, mint_token
 
@@ -46,13 +45,6 @@ class Figure:
         return self
 
 
-def localmesh_command() -> list[str]:
-    script = Path(sys.executable).with_name("localmesh")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from localmesh.cli import main; main()"]
-
-
 def rss_mb(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     kib = int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1))
@@ -74,55 +66,26 @@ class ServedRoom:
         self.in_memory = in_memory
         self.nofile = nofile
         self.extra = extra
-        self.process: subprocess.Popen[str] | None = None
+        self.process: asyncio.subprocess.Process | None = None
         self.url = ""
         self.key: ApiKey | None = None
         self.log = tmp / "serve.log"
+        self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> ServedRoom:
-        command = [*localmesh_command(), "serve", "--port", "0",
-                   "--data-dir", str(self.tmp / "data"), *self.extra]
-        if self.in_memory:
-            command.append("--in-memory")
+        args = [*self.extra]
         for limit in self.limits:
-            command += ["--limit", limit]
-        nofile = self.nofile
-
-        def limit_files() -> None:
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-        self._log_file = self.log.open("w")
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=self._log_file, text=True,
-            preexec_fn=limit_files, start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            text = self.log.read_text()
-            found = re.search(r"serving on (http://\S+)", text)
-            key = re.search(r"MESHAGENT_API_KEY=(\S+)", text)
-            if found and (key or not self.in_memory):
-                self.url = found.group(1)
-                if key:
-                    self.key = ApiKey.parse(key.group(1).strip("'"))
-                break
-            if self.process.poll() is not None:
-                raise RuntimeError(f"localmesh serve exited: {text}")
-            await asyncio.sleep(0.05)
-        else:
-            raise TimeoutError(f"localmesh serve did not start: {self.log.read_text()}")
-        if self.key is None:
-            from localmesh.emulator.config import local_project_key
-
-            self.key = await local_project_key(self.tmp / "data")
+            args += ["--limit", limit]
+        served = await self._stack.enter_async_context(serve(
+            *args, data_dir=None if self.in_memory else self.tmp / "data", log=self.log,
+            nofile=self.nofile))
+        self.process = served.process
+        self.url = served.url
+        self.key = ApiKey.parse(served.exports["MESHAGENT_API_KEY"])
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self._log_file.close()
+        await self._stack.aclose()
 
     @property
     def pid(self) -> int:
@@ -141,7 +104,8 @@ class ServedRoom:
 
     def terminate(self, sig: int = signal.SIGTERM) -> None:
         assert self.process is not None
-        self.process.send_signal(sig)
+        with suppress(ProcessLookupError):  # it has ended already (a second SIGTERM came late)
+            self.process.send_signal(sig)
 
     async def healthz(self, timeout: float = 5.0) -> int:
         async with httpx.AsyncClient(timeout=timeout) as client:

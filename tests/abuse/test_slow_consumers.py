@@ -103,7 +103,7 @@ async def test_shutdown_with_a_stuck_client(tmp_path, signals):
             if signals == 2:
                 await asyncio.sleep(0.2)
                 served.terminate(signal.SIGTERM)
-            code = await asyncio.to_thread(served.process.wait, 30)
+            code = await asyncio.wait_for(served.process.wait(), 30)
             took = time.monotonic() - start
         finally:
             stuck.close()

@@ -9,16 +9,15 @@ with the emulator's own minting, so the emulator is checked against what the SDK
 from __future__ import annotations
 
 import asyncio
-import re
-import shutil
-import signal
-import sys
+import tempfile
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import websockets
+from localmesh_serve import Served, serve
 from meshagent.api import ApiScope, ParticipantToken, RoomClient
 from meshagent.api.websocket_protocol import WebSocketClientProtocol
 from packaging.version import Version
@@ -181,66 +180,37 @@ async def wait_for_transcript(
         while not done(server.llm.transcript(room)):
             await asyncio.sleep(0.02)
     return server.llm.transcript(room)
-LOCALMESH = shutil.which("localmesh", path=str(Path(sys.executable).parent)) or "localmesh"
-
-
 class ServedLocalmesh:
     """A real ``localmesh serve --in-memory --port 0`` process, as a user starts it.
 
     ``async with ServedLocalmesh(*more_args) as served``: it is listening, ``served.exports``
-    holds the variables it printed (MESHAGENT_API_URL, MESHAGENT_API_KEY...). Everything it
-    prints is read as it comes (a full pipe would stall it); ``served.output`` has it all once
-    the block ends with SIGTERM, and ``served.returncode`` how it ended.
+    holds the variables it printed (MESHAGENT_API_URL, MESHAGENT_API_KEY...). ``served.output``
+    has all it printed once the block ends with SIGTERM, and ``served.returncode`` how it ended.
     """
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.args = ("serve", "--in-memory", "--port", "0", *args)
+        self.args = args
         self.env = env
         self.exports: dict[str, str] = {}
         self.returncode: int | None = None
-        self._lines: list[str] = []
-        self._process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    @property
-    def output(self) -> str:
-        return "".join(self._lines)
+        self.output = ""
+        self._stack = AsyncExitStack()
+        self._served: Served | None = None
 
     async def __aenter__(self) -> ServedLocalmesh:
-        self._process = await asyncio.create_subprocess_exec(
-            LOCALMESH, *self.args, env=self.env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
-        ready = asyncio.Event()
-        self._reader = asyncio.create_task(self._read(ready))
-        try:
-            async with asyncio.timeout(PROMPT * 3):
-                await ready.wait()
-        except BaseException:
-            await self.__aexit__(None, None, None)
-            raise
-        assert "MESHAGENT_API_KEY" in self.exports, "localmesh serve ended early:\n" + self.output
+        async with AsyncExitStack() as stack:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="localmesh-serve-")))
+            self._served = await stack.enter_async_context(serve(
+                *self.args, data_dir=None, log=folder / "serve.log", env=self.env,
+                startup=PROMPT * 3, stop_timeout=PROMPT * 3))
+            self.exports = self._served.exports
+            self._stack = stack.pop_all()
         return self
 
-    async def _read(self, ready: asyncio.Event) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        while line := (await self._process.stdout.readline()).decode(errors="replace"):
-            self._lines.append(line)
-            if found := re.match(r"export (\w+)=(\S+)", line.strip()):
-                self.exports[found[1]] = found[2].strip("'")
-                if {"MESHAGENT_API_URL", "MESHAGENT_ROOM_URL", "MESHAGENT_API_KEY"} <= set(self.exports):
-                    ready.set()
-        ready.set()  # ended: let __aenter__ see it
-
     async def __aexit__(self, *exc: object) -> None:
-        assert self._process is not None and self._reader is not None
-        if self._process.returncode is None:
-            self._process.send_signal(signal.SIGTERM)
+        assert self._served is not None
         try:
-            async with asyncio.timeout(PROMPT * 3):
-                self.returncode = await self._process.wait()
-                await self._reader
-        except TimeoutError:
-            self._process.kill()
-            self.returncode = await self._process.wait()
-            raise
+            self.returncode = await self._served.stop()
+        finally:
+            self.output = self._served.output()
+            await self._stack.aclose()

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from compat_helpers import PROMPT, installed_version, sdk_client, sdk_token, wait_for_transcript
+from localmesh_serve import run, serve
 from meshagent.api import ApiScope, ParticipantToken, RoomClient
 from meshagent.api.websocket_protocol import WebSocketClientProtocol
 from packaging.version import Version
@@ -44,18 +45,7 @@ def _cli_env(server, home: Path, *, token: str | None) -> dict[str, str]:
 
 
 async def _meshagent(env: dict[str, str], *args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        MESHAGENT, *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(CLI_TIMEOUT):
-            output, _ = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, output.decode(errors="replace")
+    return await run(env, MESHAGENT, *args, timeout=CLI_TIMEOUT)
 
 
 @pytest.fixture
@@ -238,33 +228,19 @@ async def test_real_process_join_with_a_grok_model_speaks_to_the_grok_route(serv
     assert "not supported by localmesh" not in output, output
 
 
-LOCALMESH = shutil.which("localmesh", path=str(Path(sys.executable).parent)) or "localmesh"
-
-
-async def _serve(home: Path) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
-    """`localmesh serve --in-memory` on a free port; the process and the environment it prints."""
-    server = await asyncio.create_subprocess_exec(
-        LOCALMESH, "serve", "--in-memory", "--port", "0", "--long-poll-window", "0.5",
-        env={"PATH": os.environ.get("PATH", ""), "HOME": str(home)},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )
-    env: dict[str, str] = {}
-    assert server.stderr is not None
-    async with asyncio.timeout(CLI_TIMEOUT):
-        while "XAI_BASE_URL" not in env:  # the last export line of the start banner
-            line = (await server.stderr.readline()).decode()
-            assert line, "localmesh serve exited before it printed its environment"
-            if line.startswith("export "):
-                name, _, value = line.removeprefix("export ").strip().partition("=")
-                env[name] = value.strip("'")
-    return server, env
-
-
 @pytest.mark.localmesh_only(reason="the scripted LLM plays the quickstart's poem")
 async def test_the_issue_commands_with_claude_against_localmesh_serve(home):
     """What issue 17 tried, verbatim, against a `localmesh serve` process: a claude worker
     joined with the real CLI saves the default demo's poem."""
-    server, served = await _serve(home)
+    async with serve("--long-poll-window", "0.5", data_dir=None, log=home.parent / "serve.log",
+                     env={"PATH": os.environ.get("PATH", ""), "HOME": str(home)},
+                     stop_timeout=CLI_TIMEOUT) as server:
+        await _claude_worker_saves_the_poem(home, server.exports)
+        await server.stop()
+    assert server.process.returncode == 0
+
+
+async def _claude_worker_saves_the_poem(home: Path, served: dict[str, str]) -> None:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), **served}
     worker = await asyncio.create_subprocess_exec(
         MESHAGENT, "worker", "join", "--room", "quickstart", "--agent-name", "worker", "--queue", "tasks",
@@ -294,9 +270,7 @@ async def test_the_issue_commands_with_claude_against_localmesh_serve(home):
         assert (first["provider"], first["api"], first["model"], first["rule"]) == (
             "anthropic", "messages", "claude-sonnet-4-5", "save-poem")
     finally:
-        for process in (worker, server):
-            if process.returncode is None:
-                process.terminate()
-            async with asyncio.timeout(CLI_TIMEOUT):
-                await process.communicate()
-    assert server.returncode == 0
+        if worker.returncode is None:
+            worker.terminate()
+        async with asyncio.timeout(CLI_TIMEOUT):
+            await worker.communicate()

@@ -11,7 +11,6 @@ tests start pytest in a subprocess; they are not ``compat`` tests, so the matrix
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from compat_helpers import ServedLocalmesh
+from localmesh_serve import run
 from targets import NO_CREDENTIALS
 
 pytestmark = [
@@ -31,19 +31,8 @@ SUITE_TIMEOUT = 600.0  # the whole suite, on a loaded 2-core machine
 
 
 async def _run_suite(env: dict[str, str], *paths: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pytest", "-m", "compat", *(paths or ("tests/compat",)),
-        "-p", "no:cacheprovider", "-rs", "-q", cwd=REPO, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(SUITE_TIMEOUT):
-            output, _ = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, output.decode(errors="replace")
+    return await run(env, sys.executable, "-m", "pytest", "-m", "compat", *(paths or ("tests/compat",)),
+                     "-p", "no:cacheprovider", "-rs", "-q", cwd=REPO, timeout=SUITE_TIMEOUT)
 
 
 def _clean_environment(**extra: str) -> dict[str, str]:

@@ -9,46 +9,29 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shlex
-import signal
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
+from localmesh_serve import BIN, Served, serve
+from localmesh_serve import run as run  # the tests here import it from this module
 
-BIN = Path(sys.executable).parent
 LOCALMESH = str(BIN / "localmesh")
+
 MESHAGENT = str(BIN / "meshagent")
-STARTUP = 30.0  # seconds for `localmesh serve` to answer /healthz
-CLI_TIMEOUT = 60.0  # the meshagent CLI imports a lot before it does anything
-STOP = 15.0
+LONG_POLL_WINDOW = "2"  # seconds: CLI receives on an empty queue end soon
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class LiveServer(Served):
+    """A served ``localmesh serve`` with its files under ``root``, and a user's shell around it."""
 
-
-class LiveServer:
-    def __init__(self, process: asyncio.subprocess.Process, port: int, root: Path, log: Path) -> None:
-        self.process = process
-        self.port = port
-        self.root = root
-        self.log = log
-        self.env: dict[str, str] = {}
+    root: Path
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
+    def env(self) -> dict[str, str]:
+        """What ``localmesh env`` exports for it."""
+        return self.exports
 
     def cli_env(self, **extra: str) -> dict[str, str]:
         """A clean environment: the venv first on PATH, an empty HOME, `localmesh env`."""
@@ -67,72 +50,11 @@ class LiveServer:
 @asynccontextmanager
 async def live_server(root: Path) -> AsyncIterator[LiveServer]:
     """``localmesh serve`` on a free port with its data under ``root``; SIGTERM at the end."""
-    port = free_port()
-    log = root / f"serve-{port}.log"
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            LOCALMESH, "serve", "--port", str(port), "--data-dir", str(root / "data"),
-            "--long-poll-window", "2", stdout=out, stderr=out,
-            env={**os.environ, "HOME": str(root)},
-        )
-    server = LiveServer(process, port, root, log)
-    try:
-        await _wait_healthy(server)
-        server.env = await _localmesh_env(server)
+    async with serve("--long-poll-window", LONG_POLL_WINDOW, data_dir=root / "data",
+                     log=root / "serve.log", env={**os.environ, "HOME": str(root)},
+                     kind=LiveServer) as server:
+        server.root = root
         yield server
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(STOP):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
-async def _wait_healthy(server: LiveServer) -> None:
-    deadline = time.monotonic() + STARTUP
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        while True:
-            if server.process.returncode is not None:
-                raise AssertionError(f"localmesh serve exited early:\n{server.log.read_text()}")
-            try:
-                if (await http.get(f"{server.url}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"localmesh serve not healthy in {STARTUP}s:\n{server.log.read_text()}")
-            await asyncio.sleep(0.1)  # polling a health endpoint, bounded by the deadline
-
-
-async def _localmesh_env(server: LiveServer) -> dict[str, str]:
-    code, out = await run(
-        {**os.environ}, LOCALMESH, "env", "--port", str(server.port), "--data-dir", str(server.data_dir)
-    )
-    assert code == 0, out
-    env = {}
-    for line in out.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[name] = shlex.split(value)[0]
-    return env
-
-
-async def run(env: dict[str, str], *argv: str, cwd: Path | None = None,
-              timeout: float = CLI_TIMEOUT) -> tuple[int, str]:
-    """Run a command to its end; its exit code and merged output."""
-    process = await asyncio.create_subprocess_exec(
-        *argv, env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            output, _ = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, output.decode(errors="replace")
 
 
 class Watched:

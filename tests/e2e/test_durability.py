@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 
 import pytest
-from test_restart import ROOM, _api_key, _free_port, _token, serve
+from localmesh_serve import free_port
+from test_restart import ROOM, _api_key, _token, serve
 
 from localmesh.worker import RoomClient
 from localmesh.worker.errors import RoomError
@@ -29,7 +30,7 @@ BOUND = 60.0
 
 async def test_acknowledged_sends_and_uploads_survive_kill_9(tmp_path: Path):
     data_dir = tmp_path / "data"
-    port = _free_port()
+    port = free_port()
     acked: dict[int, list[int]] = {k: [] for k in range(SENDERS)}
     uploads: dict[str, bytes] = {}
     enough = asyncio.Event()

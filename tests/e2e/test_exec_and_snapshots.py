@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import httpx
 import pytest
+from localmesh_serve import serve
 
 from localmesh.emulator.server import RoomServer
 from localmesh.emulator.snapshot import Snapshot
@@ -20,7 +18,6 @@ from localmesh.protocol.tokens import ApiKey, mint_token
 from localmesh.worker import RoomClient
 
 pytestmark = pytest.mark.slow
-STARTUP = 30.0  # seconds a process may take to import and listen, on a loaded machine
 EXIT = 15.0
 
 # What the command run by exec does: reach the server it was given, through our client.
@@ -42,28 +39,9 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def localmesh_command() -> list[str]:
+    # The entry point through this interpreter: a test below splices it into a shell line.
     return [sys.executable, "-c", "from localmesh.cli import main; main()"]
-
-
-async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    """Poll ``GET /healthz`` until it answers 200, the process dies, or STARTUP passes."""
-    async with httpx.AsyncClient(timeout=2) as http, asyncio.timeout(STARTUP):
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"localmesh serve exited early with {process.returncode}")
-            try:
-                if (await http.get(f"{url}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)  # polling a process we do not control: no event to wait on
 
 
 def _clean_env() -> dict[str, str]:
@@ -131,22 +109,16 @@ async def test_serve_imports_and_exports_on_exit(tmp_path: Path) -> None:
         await server.export(tmp_path / "in")
         api_key = server.api_key
 
-    port = free_port()
-    process = subprocess.Popen(
-        [*localmesh_command(), "serve", "--in-memory", "--port", str(port),
-         "--import", str(tmp_path / "in"), "--export-on-exit", str(tmp_path / "out")],
-        env=_clean_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
-        await wait_healthy(f"http://127.0.0.1:{port}", process)
+    async with serve("--import", str(tmp_path / "in"), "--export-on-exit", str(tmp_path / "out"),
+                     data_dir=None, log=tmp_path / "serve.log", env=_clean_env(), cwd=tmp_path,
+                     stop_timeout=EXIT) as served:
         token = mint_token(ApiKey.parse(api_key), room="r", name="visitor")
-        async with RoomClient(f"http://127.0.0.1:{port}", "r", token) as room:
+        async with RoomClient(served.url, "r", token) as room:
             assert (await room.storage.download("kept.txt")).text == "from the snapshot"
             await room.queues.send("left", {"n": 1})
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = await asyncio.to_thread(process.communicate, timeout=EXIT)
-    assert process.returncode == 0, output.decode(errors="replace")
+        await served.stop()
+    output = served.log.read_bytes()
+    assert served.process.returncode == 0, output.decode(errors="replace")
     (room,) = Snapshot.read(tmp_path / "out").rooms
     assert room["queues"] == [{"name": "left", "messages": [{"n": 1}]}]
     assert [f["path"] for f in room["files"]] == ["kept.txt"]
@@ -157,7 +129,7 @@ def test_serve_refuses_an_export_of_an_unknown_version(tmp_path: Path) -> None:
     (tmp_path / "future" / "localmesh-export.json").write_text(
         '{"format": "localmesh-export", "version": 2, "keys": [], "rooms": []}')
     run = subprocess.run(
-        [*localmesh_command(), "serve", "--in-memory", "--port", str(free_port()),
+        [*localmesh_command(), "serve", "--in-memory", "--port", "0",
          "--import", str(tmp_path / "future")],
         env=_clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2

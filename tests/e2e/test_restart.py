@@ -4,97 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
-import signal
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
+import localmesh_serve
 import pytest
+from localmesh_serve import Served, free_port, localmesh_env
 from meshagent.api import ApiScope, ParticipantToken, RoomClient
 from meshagent.api.websocket_protocol import WebSocketClientProtocol
 
 pytestmark = [pytest.mark.compat, pytest.mark.slow]
 
-LOCALMESH = str(Path(sys.executable).parent / "localmesh")
 ROOM = "persist"
-STARTUP = 30.0  # seconds for the process to answer /healthz
 SHUTDOWN = 10.0  # seconds SIGTERM may take
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Served:
-    def __init__(self, process: asyncio.subprocess.Process, port: int, log: Path) -> None:
-        self.process = process
-        self.port = port
-        self.log = log
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(SHUTDOWN):
-            return await self.process.wait()
 
 
 @asynccontextmanager
 async def serve(data_dir: Path, port: int, *extra: str) -> AsyncIterator[Served]:
     log = data_dir.parent / f"serve-{port}-{time.monotonic_ns()}.log"
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            LOCALMESH, "serve", "--port", str(port), "--data-dir", str(data_dir), *extra,
-            stdout=out, stderr=out, env={**os.environ, "HOME": str(data_dir.parent)},
-        )
-    served = Served(process, port, log)
-    try:
-        await _wait_healthy(served)
+    async with localmesh_serve.serve(*extra, data_dir=data_dir, port=port, log=log,
+                                     env={**os.environ, "HOME": str(data_dir.parent)},
+                                     stop_timeout=SHUTDOWN) as served:
         yield served
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def _wait_healthy(served: Served) -> None:
-    deadline = time.monotonic() + STARTUP
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        while True:
-            if served.process.returncode is not None:
-                pytest.fail(f"localmesh serve exited early:\n{served.log.read_text()}")
-            try:
-                if (await http.get(f"{served.url}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"localmesh serve not healthy in {STARTUP}s:\n{served.log.read_text()}")
-            await asyncio.sleep(0.1)  # polling a health endpoint, bounded by the deadline
 
 
 async def _api_key(data_dir: Path) -> str:
-    process = await asyncio.create_subprocess_exec(
-        LOCALMESH, "env", "--data-dir", str(data_dir),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(STARTUP):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    for line in out.decode().splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        if name == "MESHAGENT_API_KEY":
-            return shlex.split(value)[0]
-    raise AssertionError(f"no MESHAGENT_API_KEY in `localmesh env`:\n{out.decode()}")
+    return (await localmesh_env(data_dir))["MESHAGENT_API_KEY"]
 
 
 def _token(api_key: str, name: str) -> str:
@@ -115,7 +52,7 @@ async def test_state_survives_sigterm_and_restart(tmp_path: Path):
     data_dir = tmp_path / "data"
     blob = os.urandom(300_000)
     messages = [{"n": i, "text": f"message {i} ✓"} for i in range(5)]
-    port = _free_port()
+    port = free_port()
 
     async with serve(data_dir, port, "--long-poll-window", "60") as first:
         api_key = await _api_key(data_dir)

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
+from localmesh_serve import LOCALMESH_COMMAND, serve
 
 from localmesh.emulator.config import local_project_key
 
-STARTUP = 30.0  # seconds the process may take to import and listen, on a loaded machine
 EXIT = 15.0
 
 SCRIPT = """
@@ -29,50 +25,16 @@ rules:
 """
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def localmesh_command() -> list[str]:
-    """The installed ``localmesh`` console script next to this interpreter, else its entry point."""
-    script = Path(sys.executable).with_name("localmesh")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from localmesh.cli import main; main()"]
-
-
-async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    """Poll ``GET /healthz`` until it answers 200, the process dies, or STARTUP passes."""
-    async with httpx.AsyncClient(timeout=2) as http, asyncio.timeout(STARTUP):
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"localmesh serve exited early with {process.returncode}")
-            try:
-                if (await http.get(f"{url}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-
-
 @pytest.mark.slow
 async def test_serve_plays_the_llm_script_file_and_stops_on_sigterm(tmp_path: Path) -> None:
     script = tmp_path / "ping.yaml"
     script.write_text(SCRIPT)
     data_dir = tmp_path / "data"
     key = await local_project_key(data_dir)  # the key the server will load from its data dir
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MESHAGENT_", "OPENAI_"))}
-    process = subprocess.Popen(
-        [*localmesh_command(), "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--llm-script", str(script)],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
-        await wait_healthy(url, process)
+    async with serve("--llm-script", str(script), data_dir=data_dir, log=tmp_path / "serve.log",
+                     env=env, cwd=tmp_path, stop_timeout=EXIT) as served:
+        url = served.url
         headers = {"Authorization": f"Bearer {key.text}", "X-Localmesh-Room": "serve-room"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as http:
             reply = await http.post("/openai/v1/responses", json={"model": "m", "input": "ping"})
@@ -81,16 +43,9 @@ async def test_serve_plays_the_llm_script_file_and_stops_on_sigterm(tmp_path: Pa
             transcript = (await http.get("/_localmesh/llm/rooms/serve-room/transcript")).json()
         assert [e["rule"] for e in transcript["entries"]] == ["from-the-file"]
         assert (data_dir / "localmesh.db").exists()
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            output, _ = await asyncio.to_thread(process.communicate, timeout=EXIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-            raise AssertionError("localmesh serve did not stop within 15 s of SIGTERM") from None
-    assert process.returncode == 0, output.decode(errors="replace")
+        await served.stop()  # a failure if it takes over EXIT seconds
+    output = served.log.read_bytes()
+    assert served.process.returncode == 0, output.decode(errors="replace")
     assert b"localmesh: shutting down" in output
 
 
@@ -99,7 +54,7 @@ def test_serve_refuses_an_invalid_script_and_exits(tmp_path: Path) -> None:
     script = tmp_path / "bad.yaml"
     script.write_text("rules: [{answer: {txt: x}}]")
     result = subprocess.run(
-        [*localmesh_command(), "serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "d"),
+        [*LOCALMESH_COMMAND, "serve", "--port", "0", "--data-dir", str(tmp_path / "d"),
          "--llm-script", str(script)],
         capture_output=True, timeout=EXIT, cwd=tmp_path,
     )
