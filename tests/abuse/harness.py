@@ -45,9 +45,10 @@ class Figure:
         return self
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory now (``VmRSS``) or at its peak so far (``VmHWM``), in MB."""
     text = Path(f"/proc/{pid}/status").read_text()
-    kib = int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1))
+    kib = int(re.search(rf"{field}:\s+(\d+) kB", text).group(1))
     return round(kib / 1024, 1)
 
 
@@ -94,6 +95,10 @@ class ServedRoom:
 
     def rss(self) -> float:
         return rss_mb(self.pid)
+
+    def peak_rss(self) -> float:
+        """The server's highest resident memory since it started (the kernel's VmHWM)."""
+        return rss_mb(self.pid, "VmHWM")
 
     def room_url(self, room: str) -> str:
         return self.url.replace("http", "ws", 1) + f"/rooms/{room}"
