@@ -243,7 +243,9 @@ class EmulatorState:
         api = granted.get("api")
         if api is None or api.llm is None:
             raise LLMAuthError("token's api grant has no llm section, so it may not call the LLM")
-        return Caller(room_key(self.keyring.namespace(key.key_id), room))
+        name = claims.get("name")
+        return Caller(room_key(self.keyring.namespace(key.key_id), room),
+                      participant=name if isinstance(name, str) else None)
 
     async def place_file(self, room: str, path: str, text: str) -> None:
         """Create a file in room storage unless one is there (a service spec's ``files``)."""
@@ -317,7 +319,7 @@ def _record_llm(timeline: Timeline, room: str, entry: TranscriptEntry) -> None:
     else:
         outcome = "no answer"
     timeline.record(
-        room, "llm", None, entry.rule or "", entry.error.get("status") if entry.error else None,
+        room, "llm", entry.participant, entry.rule or "", entry.error.get("status") if entry.error else None,
         detail=f"{outcome} (turn {entry.turn}, {entry.transport}, {entry.provider} {entry.api}"
                f"{'' if entry.model is None else ', model ' + entry.model})",
     )

@@ -12,3 +12,4 @@ class Caller:
 
     room: str | None  # the room (key) of a participant token; None for an API key
     scope: Callable[[str], str] = lambda room: room  # a room name -> its key in the caller's project
+    participant: str | None = None  # a participant token's name; None for an API key

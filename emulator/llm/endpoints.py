@@ -27,7 +27,8 @@ from .hub import LLMHub
 
 # The hub of the server a request reached and the room it speaks for; raises AuthError to
 # refuse it.
-PlayerOf = Callable[[HTTPConnection], Awaitable[tuple[LLMHub, str]]]
+# The hub, the room (key) and the participant (None for an API key) a request speaks for.
+PlayerOf = Callable[[HTTPConnection], Awaitable[tuple[LLMHub, str, str | None]]]
 # The most bytes a request body may have on the server it reached.
 BodyLimitOf = Callable[[HTTPConnection], int]
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -109,13 +110,14 @@ def add_provider_routes(
     def play(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             try:
-                hub, room = await player_of(request)
+                hub, room, participant = await player_of(request)
             except AuthError as error:
                 return _refuse(endpoint.wire, 401, str(error))
             body = await _json_body(request, endpoint.wire, body_limit_of(request))
             if isinstance(body, Response):
                 return body
-            reply = await answer_http(hub.player(room), body, wire=endpoint.wire, provider=endpoint.provider)
+            reply = await answer_http(hub.player(room), body, wire=endpoint.wire,
+                                      provider=endpoint.provider, participant=participant)
             if reply is None:
                 stream = endpoint.wire.streams(body)
                 return _DroppedResponse("text/event-stream" if stream else "application/json")

@@ -72,13 +72,14 @@ def create_llm_router(backend_of: BackendOf) -> APIRouter:
     """
     router = APIRouter()
 
-    async def player_of(connection: HTTPConnection) -> tuple[LLMHub, str]:
-        """The hub of the server that got the request, and the room (key) it speaks for."""
+    async def player_of(connection: HTTPConnection) -> tuple[LLMHub, str, str | None]:
+        """The hub of the server that got the request, the room (key) it speaks for, and
+        the participant who sent it (None for an API key)."""
         backend, headers = backend_of(connection), connection.headers
         caller = await backend.llm_caller(credential(headers))
         if caller.room is not None:
-            return backend.llm, caller.room
-        return backend.llm, caller.scope(headers.get(ROOM_HEADER) or DEFAULT_ROOM)
+            return backend.llm, caller.room, caller.participant
+        return backend.llm, caller.scope(headers.get(ROOM_HEADER) or DEFAULT_ROOM), None
 
     add_provider_routes(router, player_of, lambda connection: backend_of(connection).llm_max_body_bytes)
 
@@ -95,7 +96,7 @@ def create_llm_router(backend_of: BackendOf) -> APIRouter:
     @router.websocket(RESPONSES_PATH)
     async def responses_socket(websocket: WebSocket) -> None:
         try:
-            hub, room = await player_of(websocket)
+            hub, room, participant = await player_of(websocket)
         except AuthError as error:
             await _deny(websocket, str(error))
             return
@@ -110,7 +111,7 @@ def create_llm_router(backend_of: BackendOf) -> APIRouter:
                 await websocket.send_text(json.dumps(responses.error_event(body, websocket=True)))
                 continue
             player = hub.player(room)
-            reply = player.play(body, conversation, transport="websocket")
+            reply = player.play(body, conversation, transport="websocket", participant=participant)
             conversation = conversation or reply.conversation
             if reply.delay:
                 await player.sleep(reply.delay)

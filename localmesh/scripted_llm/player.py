@@ -95,6 +95,7 @@ class _Asked:
     provider: str
     api: str
     model: str | None
+    participant: str | None = None
 
 
 def _quote(text: str | None, limit: int = 60) -> str:
@@ -209,16 +210,18 @@ class ScriptPlayer:
         transport: str = "python",
         wire: WireFormat = RESPONSES,
         provider: str = "openai",
+        participant: str | None = None,
     ) -> Reply:
         """Decide the answer to ``request`` and record it, without waiting or raising.
 
         ``request`` is a body in ``wire``'s format (OpenAI Responses by default), and the
         reply's ``response`` is in that format too; ``provider`` names who was asked
-        (``openai``, ``anthropic``, ``grok``), for rules and the transcript. Transports call
+        (``openai``, ``anthropic``, ``grok``), for rules and the transcript; ``participant``
+        who sent it, when a participant token did (for the transcript). Transports call
         this, then wait ``reply.delay`` and deliver the response or error.
         """
         model = request.get("model")
-        asked = _Asked(provider, wire.api, model if isinstance(model, str) else None)
+        asked = _Asked(provider, wire.api, model if isinstance(model, str) else None, participant)
         try:
             engine_request = wire.engine_request(request)
             history, previous = self._conversations.expand(engine_request)
@@ -397,6 +400,7 @@ class ScriptPlayer:
             provider=asked.provider,
             api=asked.api,
             model=asked.model,
+            participant=asked.participant,
             conversation=reply.conversation,
             turn=reply.turn,
             rule=reply.rule,

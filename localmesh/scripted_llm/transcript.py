@@ -18,6 +18,8 @@ class TranscriptEntry:
     is who was asked (``openai``, ``anthropic``, ``grok``), ``api`` the wire format
     (``responses``, ``chat.completions``, ``messages``), ``model`` the request's model (``None``
     when it named none); ``request`` and ``response`` are in that API's shapes.
+    ``participant`` is the name in the token that sent it (``None`` for an API key or a call
+    in Python).
     """
 
     index: int
@@ -34,6 +36,7 @@ class TranscriptEntry:
     provider: str = "openai"
     api: str = "responses"
     model: str | None = None
+    participant: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,7 @@ class TranscriptEntry:
             "provider": self.provider,
             "api": self.api,
             "model": self.model,
+            "participant": self.participant,
             "conversation": self.conversation,
             "turn": self.turn,
             "rule": self.rule,

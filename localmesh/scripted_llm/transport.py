@@ -10,12 +10,14 @@ from .responses import HttpReply
 
 
 async def answer_http(
-    player: ScriptPlayer, body: dict[str, Any], *, wire: WireFormat = RESPONSES, provider: str = "openai"
+    player: ScriptPlayer, body: dict[str, Any], *, wire: WireFormat = RESPONSES, provider: str = "openai",
+    participant: str | None = None,
 ) -> HttpReply | None:
     """Play the request, wait its delay, and give the reply in ``wire``'s shapes; ``None``
     means cut the connection."""
     stream = wire.streams(body)
-    reply = player.play(body, transport="stream" if stream else "request", wire=wire, provider=provider)
+    reply = player.play(body, transport="stream" if stream else "request", wire=wire, provider=provider,
+                        participant=participant)
     if reply.delay:
         await player.sleep(reply.delay)
     if reply.dropped:

@@ -79,6 +79,7 @@ async def test_faults_and_llm_exchanges_are_recorded(localmesh_server: RoomServe
     (llm,) = localmesh_server.history.events("r", kind="llm")
     assert llm.subject == "hello" and "answer" in llm.summary()
     assert "openai responses, model m" in llm.summary()  # which provider and model answered
+    assert llm.participant == "carol"  # who asked: the name in the token that sent it
 
 
 def _script():
