@@ -63,9 +63,9 @@ def open_file_limit() -> int:
 class ConnectionGuard:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        spare = open_file_limit() - FD_RESERVE - ACCEPT_BACKLOG
-        self.max_connections = max(8, min(limits.max_connections, spare))
-        self.fd_budget = max(self.max_connections + 8, open_file_limit() - FD_RESERVE)
+        usable = open_file_limit() - FD_RESERVE
+        self.max_connections = max(8, min(limits.max_connections, usable - ACCEPT_BACKLOG))
+        self.fd_budget = max(self.max_connections + 8, usable)
         self.accepted_unseen = 0  # accepted by the listener, not yet seen by a protocol
         self.open: set[asyncio.Protocol] = set()
         self._pending: OrderedDict[H11Protocol, asyncio.TimerHandle] = OrderedDict()
