@@ -30,16 +30,17 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
-try:  # the C helper ships in websockets' wheels; the pure-Python one is the fallback
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover
-    from websockets.utils import apply_mask
+from localmesh.protocol.ws_frames import (
+    CLOSE_INVALID_DATA,
+    OP_BINARY,
+    OP_TEXT,
+    FrameReader,
+    frame_header,
+)
 
 # The scope extension through which the app may call this protocol's ASGI receive and send
 # directly, without the middleware wrappers in between (``lean_websocket`` in app.py).
 LEAN_EXTENSION = "localmesh.lean_websocket"
-OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
-CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1002, 1007, 1009
 READ_HIGH_WATER = 1024 * 1024  # bytes received but not yet read by the app: pause above this
 READ_LOW_WATER = 256 * 1024  # ... and resume below this
 WRITE_NOW = 256 * 1024  # frames pending past this many bytes are written at once
@@ -50,10 +51,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lean = False  # data frames parsed here (set once the handshake is done)
-        self._in = bytearray()  # bytes of an incomplete frame
-        self._fragments: list[bytes] | None = None  # a fragmented message being assembled
-        self._fragments_size = 0
-        self._fragmented_text = False
+        self._reader: FrameReader | None = None  # data frames' parser, once lean
         self._waiting_bytes = 0  # delivered to the app's queue, not yet read
         self._out: list[bytes] = []
         self._out_bytes = 0
@@ -72,16 +70,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self._lean and not self._go_lean():
             super().data_received(data)
             return
-        if self._in:
-            self._in += data
-            data = self._in
-        consumed = self._parse(data)
-        if consumed is None:  # the connection failed; nothing more is read
-            self._in.clear()
-        elif data is self._in:
-            del self._in[:consumed]
-        elif consumed < len(data):
-            self._in = bytearray(data[consumed:])
+        self._reader.feed(data)
 
     def _go_lean(self) -> bool:
         """Take over data frames once the connection is open with no extension, and only
@@ -92,85 +81,14 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             and conn.state is State.OPEN and not conn.extensions and not conn.reader.buffer
         ):
             self._lean = True
+            self._reader = FrameReader(
+                masked=True, on_message=self._deliver, on_control=self._control,
+                on_error=self._fail, max_message_size=conn.max_message_size,
+                max_frame_size=conn.max_fragment_size)
         return self._lean
 
-    def _parse(self, data: bytes | bytearray) -> int | None:
-        """Handle every whole frame in ``data``; return how many bytes they took."""
-        view = memoryview(data)
-        size = len(data)
-        position = 0
-        while size - position >= 2:
-            first, second = data[position], data[position + 1]
-            length = second & 0x7F
-            header = 2
-            if length == 126:
-                if size - position < 4:
-                    break
-                length = int.from_bytes(view[position + 2 : position + 4], "big")
-                header = 4
-            elif length == 127:
-                if size - position < 10:
-                    break
-                length = int.from_bytes(view[position + 2 : position + 10], "big")
-                header = 10
-            opcode = first & 0x0F
-            if opcode >= 0x8:  # a control frame: uvicorn's parser handles it, byte for byte
-                if length > 125:
-                    return self._fail(CLOSE_PROTOCOL_ERROR, "control frame over 125 bytes")
-                end = position + header + 4 + length
-                if size < end:
-                    break
-                self._control(bytes(view[position:end]))
-                position = end
-                if self._lean is False:
-                    return None
-                continue
-            if not second & 0x80:
-                return self._fail(CLOSE_PROTOCOL_ERROR, "a client frame must be masked")
-            if first & 0x70:
-                return self._fail(CLOSE_PROTOCOL_ERROR, "reserved bits set with no extension")
-            # Refused from its header, before its bytes are buffered.
-            limit = self.conn.max_message_size
-            if limit is not None and self._fragments_size + length > limit:
-                return self._fail(CLOSE_TOO_BIG, f"message over {limit} bytes")
-            fragment_limit = self.conn.max_fragment_size
-            if fragment_limit is not None and length > fragment_limit:
-                return self._fail(CLOSE_TOO_BIG, f"frame over {fragment_limit} bytes")
-            start = position + header + 4
-            end = start + length
-            if size < end:
-                break
-            payload = apply_mask(view[start:end], view[start - 4 : start])
-            position = end
-            if not self._data_frame(opcode, bool(first & 0x80), payload):
-                return None
-        return position
-
-    def _data_frame(self, opcode: int, fin: bool, payload: bytes) -> bool:
-        """Deliver a data frame's message to the app; False if the connection failed."""
-        if opcode == OP_CONT:
-            if self._fragments is None:
-                self._fail(CLOSE_PROTOCOL_ERROR, "unexpected continuation frame")
-                return False
-            self._fragments.append(payload)
-            self._fragments_size += len(payload)
-            if not fin:
-                return True
-            payload = b"".join(self._fragments)
-            text = self._fragmented_text
-            self._fragments, self._fragments_size = None, 0
-        elif opcode in (OP_BINARY, OP_TEXT):
-            if self._fragments is not None:
-                self._fail(CLOSE_PROTOCOL_ERROR, "expected a continuation frame")
-                return False
-            text = opcode == OP_TEXT
-            if not fin:
-                self._fragments, self._fragments_size = [payload], len(payload)
-                self._fragmented_text = text
-                return True
-        else:
-            self._fail(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
-            return False
+    def _deliver(self, payload: bytes, text: bool) -> bool:
+        """Hand a whole data message to the app."""
         if self.close_sent:
             return True  # past websocket.close: reads stay on until the peer's close reply
         if text:
@@ -188,25 +106,25 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.pause_reading()
         return True
 
-    def _control(self, frame: bytes) -> None:
+    def _control(self, frame: bytes) -> bool:
         self._flush()  # a pong or a close goes after the frames already written
         self.conn.receive_data(frame)
         if self.conn.parser_exc is not None:
             self._lean = False
             self.handle_parser_exception()
-            return
+            return False
         self.handle_events()
         if self.conn.state is not State.OPEN:
             self._lean = False  # closing: uvicorn's parser takes whatever comes now
+            return False
+        return True
 
     def _fail(self, code: int, reason: str) -> None:
         """Close the connection for a protocol violation, as uvicorn's parser would."""
         self._lean = False
-        self._fragments = None
         self._flush()
         self.conn.fail(code, reason)
         self.handle_parser_exception()
-        return None
 
     async def receive(self) -> Any:
         event = await self.queue.get()
@@ -273,7 +191,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         out: list[bytes] = []
         for frame in frames:
-            out.append(_frame_header(OP_BINARY, len(frame)))
+            out.append(frame_header(OP_BINARY, len(frame)))
             out.append(frame)
         if not self.transport.is_closing():
             self.transport.write(b"".join(out))
@@ -282,7 +200,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _queue_frame(self, opcode: int, payload: bytes) -> None:
         length = len(payload)
-        header = _frame_header(opcode, length)
+        header = frame_header(opcode, length)
         self._out.append(header)
         self._out.append(payload)
         self._out_bytes += len(header) + length
@@ -337,11 +255,3 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             self._flush_handle = None
         super().connection_lost(exc)
 
-
-def _frame_header(opcode: int, length: int) -> bytes:
-    """A server frame's header: FIN, the opcode, no mask, the payload length."""
-    if length < 126:
-        return bytes((0x80 | opcode, length))
-    if length < 65536:
-        return bytes((0x80 | opcode, 126)) + length.to_bytes(2, "big")
-    return bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big")
