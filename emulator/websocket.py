@@ -30,6 +30,11 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
+try:  # the C helper ships in websockets' wheels; the pure-Python one is the fallback
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask
+
 from localmesh.protocol.ws_frames import (
     CLOSE_INVALID_DATA,
     OP_BINARY,
@@ -84,7 +89,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             self._reader = FrameReader(
                 masked=True, on_message=self._deliver, on_control=self._control,
                 on_error=self._fail, max_message_size=conn.max_message_size,
-                max_frame_size=conn.max_fragment_size)
+                max_frame_size=conn.max_fragment_size, unmask=apply_mask)
         return self._lean
 
     def _deliver(self, payload: bytes, text: bool) -> bool:

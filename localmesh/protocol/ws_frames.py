@@ -7,17 +7,14 @@ straight from the bytes as they arrive and hands each whole message to a callbac
 control frames (ping, pong, close) are handed back byte for byte, so the library that
 owns the connection still answers them, and the close handshake stays its own.
 
-Limits are checked from a frame's header, before its payload is buffered.
+Limits are checked from a frame's header, before its payload is buffered. The protocol
+layer imports no websocket library: a server passes in a fast unmasking function (the C
+helper in websockets' wheels); ``xor_mask`` is the pure-Python fallback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-try:  # the C helper ships in websockets' wheels; the pure-Python one is the fallback
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover
-    from websockets.utils import apply_mask
 
 OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1002, 1007, 1009
@@ -29,6 +26,15 @@ OnMessage = Callable[[bytes, bool], bool]
 OnControl = Callable[[bytes], bool]
 # The peer broke the protocol: the close code and the reason. Reading stops for good.
 OnError = Callable[[int, str], None]
+# Unmasks a payload with its 4-byte key (the same function masks it).
+Unmask = Callable[[memoryview, memoryview], bytes]
+
+
+def xor_mask(data: memoryview | bytes, mask: memoryview | bytes) -> bytes:
+    """RFC 6455 masking in pure Python: one XOR of two big integers (slow past a few KiB)."""
+    size = len(data)
+    key = (bytes(mask) * (size // 4 + 1))[:size]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
 
 
 class FrameReader:
@@ -44,8 +50,10 @@ class FrameReader:
         on_error: OnError,
         max_message_size: int | None = None,
         max_frame_size: int | None = None,
+        unmask: Unmask = xor_mask,
     ) -> None:
         self.masked = masked
+        self._unmask = unmask
         self.max_message_size = max_message_size
         self.max_frame_size = max_frame_size
         self._on_message = on_message
@@ -128,7 +136,7 @@ class FrameReader:
             if size < end:
                 break
             if self.masked:
-                payload = apply_mask(view[start:end], view[position + header : start])
+                payload = self._unmask(view[start:end], view[position + header : start])
             else:
                 payload = bytes(view[start:end])
             position = end

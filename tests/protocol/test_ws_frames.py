@@ -6,8 +6,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
+from websockets.speedups import apply_mask
 
-from localmesh.protocol.ws_frames import CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, FrameReader
+from localmesh.protocol.ws_frames import CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, FrameReader, xor_mask
 
 
 class Collector:
@@ -109,3 +110,9 @@ def test_an_orphan_continuation_and_an_unknown_opcode_fail() -> None:
     unknown = Collector(False)
     unknown.reader.feed(bytes((0x83, 0)))
     assert unknown.events == [("error", (CLOSE_PROTOCOL_ERROR, "unknown opcode 3"))]
+
+
+@given(st.binary(max_size=3000), st.binary(min_size=4, max_size=4))
+def test_the_pure_python_mask_is_the_c_helpers(data, key) -> None:
+    assert xor_mask(data, key) == apply_mask(data, key)
+    assert xor_mask(xor_mask(data, key), key) == data
