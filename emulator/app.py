@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -33,7 +33,7 @@ from localmesh.emulator.state import EmulatorState
 from localmesh.emulator.storage import canonical_file
 from localmesh.emulator.studio.routes import mount_studio
 from localmesh.emulator.url_token import UrlTokenMiddleware, redact, url_token
-from localmesh.emulator.websocket import LEAN_EXTENSION
+from localmesh.emulator.websocket import LEAN_EXTENSION, LeanChannel
 from localmesh.protocol.sdk_versions import ClientVersion
 from localmesh.protocol.tokens import SDK_VERSION, AuthError, bearer_token, mint_token
 from localmesh.protocol.wire import (
@@ -240,24 +240,24 @@ async def _stream_and_close(reader: BlobReader) -> AsyncIterator[bytes]:
 def lean_websocket(websocket: WebSocket) -> WebSocket:
     """The same websocket, calling uvicorn's protocol directly when it offers that (the
     middleware wrappers on every send cost more than the send itself)."""
-    direct = websocket.scope.get("extensions", {}).get(LEAN_EXTENSION)
-    if direct is None:
+    channel = websocket.scope.get("extensions", {}).get(LEAN_EXTENSION)
+    if channel is None:
         return websocket
-    receive, send, send_frames, write_frames = direct
-    return _LeanWebSocket(websocket.scope, receive, send, send_frames, write_frames)
+    return _LeanWebSocket(websocket.scope, channel)
 
 
 class _LeanWebSocket(WebSocket):
-    """Starlette's websocket on uvicorn's protocol directly, with ``send_frames`` (the frames
-    of one message or more in one write) and ``write_frames`` (the same without waiting,
-    when the socket takes them now)."""
+    """Starlette's websocket on uvicorn's protocol directly, with what the protocol adds
+    (``LeanChannel``): ``send_frames`` (the frames of one message or more in one write),
+    ``write_frames`` (the same without waiting, when the socket takes them now), and
+    ``set_sink``/``resume_sink`` (messages handed over as they are read)."""
 
-    def __init__(self, scope: Any, receive: Any, send: Any,
-                 send_frames: Callable[[list[bytes]], Awaitable[None]],
-                 write_frames: Callable[[list[bytes]], bool]) -> None:
-        super().__init__(scope, receive, send)
-        self.send_frames = send_frames
-        self.write_frames = write_frames
+    def __init__(self, scope: Any, channel: LeanChannel) -> None:
+        super().__init__(scope, channel.receive, channel.send)
+        self.send_frames = channel.send_frames
+        self.write_frames = channel.write_frames
+        self.set_sink = channel.set_sink
+        self.resume_sink = channel.resume_sink
 
 
 def _inline_disposition(name: str) -> str:

@@ -14,6 +14,8 @@ bring its chunks.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Callable
 
 DEFAULT_MAX_ACTIVE = 32
 DEFAULT_MAX_WAITING = 1024
@@ -28,19 +30,46 @@ class InFlight:
                  max_waiting: int = DEFAULT_MAX_WAITING) -> None:
         self.max_active = max_active
         self.max_waiting = max_waiting
-        self._active = asyncio.Semaphore(max_active)
         self.active = 0
         self.waiting = 0
+        self._queued: deque[asyncio.Future[None]] = deque()  # ``acquire`` calls waiting
+        # Told when a slot frees and nobody waits in ``acquire``: a reader that stopped on a
+        # full ``try_acquire`` goes on.
+        self.on_free: Callable[[], None] | None = None
 
-    async def acquire(self) -> Slot:
-        """Wait for a free slot (the caller stops reading meanwhile)."""
-        await self._active.acquire()
+    def try_acquire(self) -> Slot | None:
+        """A slot now, or None when they are all taken (wait for ``on_free``)."""
+        if self.active >= self.max_active or self._queued:
+            return None
         self.active += 1
         return Slot(self)
 
+    async def acquire(self) -> Slot:
+        """Wait for a free slot (the caller stops reading meanwhile)."""
+        slot = self.try_acquire()
+        if slot is not None:
+            return slot
+        waiter = asyncio.get_running_loop().create_future()
+        self._queued.append(waiter)
+        try:
+            await waiter  # resolved with the freed slot already counted for us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._free_active()  # handed a slot as we were cancelled: pass it on
+            else:
+                self._queued.remove(waiter)
+            raise
+        return Slot(self)
+
     def _free_active(self) -> None:
+        while self._queued:
+            waiter = self._queued.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes to it, still counted active
+                return
         self.active -= 1
-        self._active.release()
+        if self.on_free is not None:
+            self.on_free()
 
 
 class Slot:

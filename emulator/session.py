@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from localmesh.protocol.wire import (
     PACKET_DATA_SIZE,
     Content,
     InboundBudget,
+    Message,
     PacketAssembler,
     Rejected,
     WireError,
@@ -75,6 +77,12 @@ def _close_reason(code: int | None) -> str:
     if code is None:
         return "connection lost"
     return _CLOSE_REASONS.get(code, f"closed with code {code}")
+
+
+def _payload_of(event: dict[str, Any]) -> tuple[bytes, bool]:
+    """A data message's bytes and whether it was text (its bytes then do not matter)."""
+    frame = event.get("bytes")
+    return (b"", True) if frame is None else (frame, False)
 
 
 class _Cut(bytes):
@@ -130,6 +138,17 @@ class Session:
             write_timeout=limits.write_timeout, on_stalled=self._stalled,
         )
         self._inflight = InFlight(limits.max_active_calls, limits.max_waiting_calls)
+        self._inflight.on_free = self._slot_freed
+        # Reading, message by message (``_take``): what stops it until ``_go_on``.
+        self._set_sink = getattr(websocket, "set_sink", None)
+        self._resume_sink = getattr(websocket, "resume_sink", None)
+        self._backlog: deque[tuple[bytes, bool]] = deque()  # taken, not handled yet
+        self._held: Message | None = None  # a call waiting for a free slot
+        self._blocking: asyncio.Task[None] | None = None  # a reply waiting for outbox room
+        self._done_reading = False  # closing: nothing more is handled
+        self._handled = 0  # messages handled since reading last let others run
+        self._go_on_scheduled = False
+        self._unblocked = asyncio.Event()  # reading may go on (the ASGI-event path)
         self._abort = abort
         self._frame_budget = frame_budget  # a drop_connection fault's, if one is aimed here
         # Closes the TCP connection once what was written is flushed, with no close frame:
@@ -285,37 +304,119 @@ class Session:
             self._timeline.record(self.room, kind, self.participant.name, subject, code, duration, detail)
 
     async def _read_loop(self) -> None:
-        handled = 0  # messages handled since this loop last let others run
+        """Read until the connection ends. On our websocket protocol, messages come to
+        ``_take`` as they are parsed (no task wake-up per message) and this loop only waits
+        for the end; on any other websocket each message comes here as an ASGI event."""
+        if self._set_sink is not None:
+            earlier = self._set_sink(self._take)
+            self._backlog.extend(_payload_of(event) for event in earlier)
+            self._go_on()
         while True:
             event = await self.websocket.receive()
             if event["type"] == "websocket.disconnect":
                 self._close_reason = self._close_reason or _close_reason(event.get("code"))
                 return
-            frame = event.get("bytes")
-            if frame is None:
-                await self.close(CLOSE_UNSUPPORTED_DATA, "localmesh rooms take binary frames only")
-                return
+            if not self._take(*_payload_of(event)):
+                self._unblocked.clear()
+                await self._unblocked.wait()
+
+    # ------------------------------------------------------------ reading, message by message
+
+    def _take(self, frame: bytes, text: bool) -> bool:
+        """One data message from the client. False: read no more until ``_go_on`` (a call
+        waits for a slot, a reply for room in the outbox, or others get a turn)."""
+        if self._done_reading:
+            return False
+        if self._backlog or self._held is not None or self._blocking is not None:
+            self._backlog.append((frame, text))  # behind what waits already, in order
+            return False
+        try:
+            return self._handle(frame, text)
+        except Exception:  # a bug of ours: this connection ends, the server goes on
+            logger.exception("room %s: failed to handle a message from %s", self.room,
+                             self.participant.name)
+            self._end_with_close(1011, "localmesh failed to handle a message")
+            return False
+
+    def _handle(self, frame: bytes, text: bool) -> bool:
+        if text:
+            self._end_with_close(CLOSE_UNSUPPORTED_DATA, "localmesh rooms take binary frames only")
+            return False
+        try:
+            message = self._assembler.feed(frame)
+        except WireError as error:
+            logger.warning("room %s: closing %s: %s", self.room, self.participant.name, error)
+            self._end_with_close(CLOSE_INVALID_DATA, f"bad frame: {error}"[:120])
+            return False
+        if isinstance(message, Rejected):
+            # Over a limit: answered at once; the rest of its packets are skipped.
+            logger.info("room %s: refused a %s from %s: %s",
+                        self.room, message.type, self.participant.name, message.reason)
+            self._answer(message.id, error_content(
+                f"{message.type or 'message'} refused: {message.reason}", INVALID_REQUEST))
+        elif message is not None:
+            if not self._dispatch(message):
+                self._held = message
+                return False
+            # A few messages per turn of the event loop: a pipelined burst shares one
+            # commit and one write, and a client pipelining thousands of requests still
+            # gets no longer turns than anyone else's.
+            self._handled += 1
+            if self._handled >= MESSAGES_PER_TURN:
+                self._handled = 0
+                self._schedule_go_on()
+                return False
+        return self._blocking is None and not self._done_reading
+
+    def _slot_freed(self) -> None:
+        if self._held is not None:
+            self._schedule_go_on()
+
+    def _schedule_go_on(self) -> None:
+        if not self._go_on_scheduled:
+            self._go_on_scheduled = True
+            asyncio.get_running_loop().call_soon(self._go_on)
+
+    def _go_on(self) -> None:
+        """Handle what waited, then read on, unless something stops reading again."""
+        self._go_on_scheduled = False
+        if self._done_reading or self._blocking is not None:
+            return  # ended, or the reply's task calls this again when it is written
+        if self._held is not None:
+            if not self._dispatch(self._held):
+                return  # still no free slot: a freed one calls this again
+            self._held = None
+        while self._backlog:
+            frame, text = self._backlog.popleft()
             try:
-                message = self._assembler.feed(frame)
-            except WireError as error:
-                logger.warning("room %s: closing %s: %s", self.room, self.participant.name, error)
-                await self.close(CLOSE_INVALID_DATA, f"bad frame: {error}"[:120])
+                go_on = self._handle(frame, text)
+            except Exception:
+                logger.exception("room %s: failed to handle a message from %s", self.room,
+                                 self.participant.name)
+                self._end_with_close(1011, "localmesh failed to handle a message")
                 return
-            if isinstance(message, Rejected):
-                # Over a limit: answered at once; the rest of its packets are skipped.
-                logger.info("room %s: refused a %s from %s: %s",
-                            self.room, message.type, self.participant.name, message.reason)
-                await self.reply(message.id, error_content(
-                    f"{message.type or 'message'} refused: {message.reason}", INVALID_REQUEST))
-            elif message is not None:
-                await self._dispatch(message.id, message.type, message.data)
-                # A few messages per turn of the event loop: a pipelined burst shares one
-                # commit and one write, and a client pipelining thousands of requests still
-                # gets no longer turns than anyone else's.
-                handled += 1
-                if handled >= MESSAGES_PER_TURN:
-                    handled = 0
-                    await asyncio.sleep(0)
+            if not go_on:
+                return
+        if self._resume_sink is not None:
+            self._resume_sink()
+        self._unblocked.set()
+
+    def _answer(self, message_id: int, content: Content) -> None:
+        """Reply from the reading path; while the reply waits for room in the outbox (the
+        client reads slowly), nothing more is read from it."""
+        task = self._spawn(self.reply(message_id, content))
+        if task is not None:
+            self._blocking = task
+
+    def _end_with_close(self, code: int, reason: str) -> None:
+        """Read no more; close with a reason, then end the session."""
+        self._done_reading = True
+        self._spawn(self._close_and_end(code, reason))
+
+    async def _close_and_end(self, code: int, reason: str) -> None:
+        await self.close(code, reason)
+        if self._reader is not None:
+            self._reader.cancel()  # the read loop may still wait for the peer's close
 
     async def close(self, code: int, reason: str) -> None:
         """Close with a reason once what is queued is written; cut off a client that does not read."""
@@ -343,13 +444,18 @@ class Session:
 
     # ------------------------------------------------------------ dispatch
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], slot: Slot | None = None) -> None:
-        # Started at once (eagerly): a call runs up to its first real wait right here, in
-        # arrival order, instead of one turn of the event loop later.
+    def _spawn(
+        self, coroutine: Coroutine[Any, Any, None], slot: Slot | None = None
+    ) -> asyncio.Task[None] | None:
+        """Start a task at once (eagerly): a call runs up to its first real wait right here,
+        in arrival order, instead of one turn of the event loop later. Returns it if it
+        waits, None if it ran to its end right here."""
         task = asyncio.Task(self._tracked(coroutine, slot), loop=asyncio.get_running_loop(),
                             eager_start=True)
-        if not task.done():  # else it ran to the end right here
-            self._tasks.add(task)
+        if task.done():
+            return None
+        self._tasks.add(task)
+        return task
 
     async def _tracked(self, coroutine: Coroutine[Any, Any, None], slot: Slot | None) -> None:
         # Bookkeeping as the task ends, in the task itself: a done-callback would cost the
@@ -357,52 +463,64 @@ class Session:
         try:
             await coroutine
         finally:
-            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            task = asyncio.current_task()
+            self._tasks.discard(task)  # type: ignore[arg-type]
             if slot is not None:
                 slot.release()
+            if task is self._blocking:
+                self._blocking = None
+                self._schedule_go_on()
 
-    async def _dispatch(self, message_id: int, type: str, data: bytes) -> None:
+    def _dispatch(self, message: Message) -> bool:
+        """Start handling a whole message; False (nothing done) when it is a call and the
+        connection has no free slot: its backlog then stays in its own socket."""
+        message_id, type, data = message.id, message.type, message.data
         try:
             header, payload = unpack(data)
         except WireError as error:
-            await self.reply(message_id, error_content(f"bad {type} message: {error}", INVALID_REQUEST))
-            return
+            self._answer(message_id, error_content(f"bad {type} message: {error}", INVALID_REQUEST))
+            return True
         if type not in _CHUNKS and self._expired():
-            await self._refuse_expired(message_id)
-            return
+            self._refuse_expired(message_id)
+            return True
         if type == "room.invoke_tool":
-            # Waits while the connection has its fill of calls in flight: this client's
-            # backlog then stays in its own socket, not in the server or the store's line.
-            slot = await self._inflight.acquire()
+            slot = self._inflight.try_acquire()
+            if slot is None:
+                return False
             self._start_call(message_id, header, payload, slot, len(data))
         elif type == "room.tool_call_request_chunk":
             self._route_chunk(header, payload)
             if self.client.awaits_chunk_replies:
                 # SDK clients before 0.47.1 wait for this before sending their next chunk, also
                 # for the close chunk of a call that has already finished.
-                await self.reply(message_id, empty_content())
+                self._answer(message_id, empty_content())
         elif type == "room.list_toolkits":
-            await self.reply(message_id, json_content({"tools": {}}))
+            self._answer(message_id, json_content({"tools": {}}))
         elif type in _FIRE_AND_FORGET:
             self.attributes.update({k: v for k, v in header.items() if k != "name"})
         elif type in _NOT_EMULATED:
-            await self.reply(message_id, error_content(
+            self._answer(message_id, error_content(
                 f"{type} is not supported by localmesh", INVALID_REQUEST))
         else:
-            await self.reply(message_id, error_content(
+            self._answer(message_id, error_content(
                 f"unknown message type {type!r}", INVALID_REQUEST))
+        return True
 
     def _expired(self) -> bool:
         return self._expires is not None and self._now() >= self._expires
 
-    async def _refuse_expired(self, message_id: int) -> None:
+    def _refuse_expired(self, message_id: int) -> None:
         # As the upgrade would refuse it: the call gets a clear error, then the connection
         # closes with a close frame, which the SDK takes as final (it would not reconnect with
         # this token anyway: the upgrade answers 403 to an expired one).
         logger.info("room %s: %s's token has expired; closing", self.room, self.participant.name)
+        self._done_reading = True
+        self._spawn(self._refuse_and_end(message_id))
+
+    async def _refuse_and_end(self, message_id: int) -> None:
         await self.reply(message_id, error_content(
             "the participant token has expired: connect again with a new token", PERMISSION_DENIED))
-        await self.close(CLOSE_POLICY_VIOLATION, "token expired")
+        await self._close_and_end(CLOSE_POLICY_VIOLATION, "token expired")
 
     def _start_call(self, message_id: int, header: dict[str, Any], payload: bytes, slot: Slot,
                     size: int) -> None:

@@ -24,7 +24,8 @@ uvicorn's path unchanged.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -52,11 +53,30 @@ WRITE_NOW = 256 * 1024  # frames pending past this many bytes are written at onc
 COALESCE = 64 * 1024  # payloads up to this size are copied into one write with their neighbours
 
 
+# A data message for the app: its payload and whether it was text; returns whether to go on.
+Sink = Callable[[bytes, bool], bool]
+
+
+class LeanChannel(NamedTuple):
+    """What the app may call on this protocol directly (``LEAN_EXTENSION`` in the scope)."""
+
+    receive: Callable[[], Awaitable[Any]]
+    send: Callable[[Any], Awaitable[None]]
+    send_frames: Callable[[list[bytes]], Awaitable[None]]
+    write_frames: Callable[[list[bytes]], bool]
+    set_sink: Callable[[Sink], list[Any]]
+    resume_sink: Callable[[], None]
+
+
 class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lean = False  # data frames parsed here (set once the handshake is done)
         self._reader: FrameReader | None = None  # data frames' parser, once lean
+        # Where data messages go when the app takes them synchronously (``set_sink``), and
+        # whether it said to stop: then bytes are held unparsed until ``resume_sink``.
+        self._sink: Sink | None = None
+        self._stopped = False
         self._waiting_bytes = 0  # delivered to the app's queue, not yet read
         self._out: list[bytes] = []
         self._out_bytes = 0
@@ -66,8 +86,9 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:  # None: the handshake was refused before the app was called
-            scope["extensions"][LEAN_EXTENSION] = (
-                self.receive, self.send, self.send_frames, self.write_frames)
+            scope["extensions"][LEAN_EXTENSION] = LeanChannel(
+                self.receive, self.send, self.send_frames, self.write_frames, self.set_sink,
+                self.resume_sink)
 
     # ------------------------------------------------------------ reading
 
@@ -75,7 +96,54 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self._lean and not self._go_lean():
             super().data_received(data)
             return
-        self._reader.feed(data)
+        reader = self._reader
+        if self._stopped:
+            reader.hold(data)
+            if reader.buffered_size > READ_HIGH_WATER and not self.read_paused:
+                self.read_paused = True
+                self.transport.pause_reading()
+            return
+        self._read_on(reader, data)
+
+    def _read_on(self, reader: FrameReader, data: bytes = b"") -> None:
+        """Parse ``data`` after what is held, until the sink says stop."""
+        while not reader.feed(data):
+            if not self._lean or reader.failed:
+                return
+            if not self.close_sent:
+                self._stopped = True  # the rest waits for resume_sink
+                return
+            data = b""  # the app closed meanwhile: read on, for the peer's close reply
+
+    # ------------------------------------------------------------ the synchronous sink
+
+    def set_sink(self, sink: Sink) -> list[Any]:
+        """From now on hand data messages to ``sink`` as they are parsed, in the callback
+        that reads them, instead of queueing ASGI events: no task wake-up per message.
+        Returns the events queued before (the app handles those first, in order)."""
+        self._sink = sink
+        earlier = []
+        while not self.queue.empty():
+            event = self.queue.get_nowait()
+            if event["type"] != "websocket.receive":
+                self.queue.put_nowait(event)  # a disconnect stays for the app's receive
+                break
+            self._waiting_bytes -= len(event.get("bytes") or event.get("text") or "")
+            earlier.append(event)
+        return earlier
+
+    def resume_sink(self) -> None:
+        """The sink takes messages again: parse what was held, then read on."""
+        if not self._stopped:
+            return
+        self._stopped = False
+        reader = self._reader
+        if reader is None or not self._lean:
+            return
+        self._read_on(reader)
+        if not self._stopped and self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
 
     def _go_lean(self) -> bool:
         """Take over data frames once the connection is open with no extension, and only
@@ -97,12 +165,16 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.close_sent:
             return True  # past websocket.close: reads stay on until the peer's close reply
         if text:
+            if self._sink is not None:
+                return self._sink(payload, True)
             try:
                 event: dict[str, Any] = {"type": "websocket.receive", "text": payload.decode()}
             except UnicodeDecodeError:
                 self._fail(CLOSE_INVALID_DATA, "text frame is not UTF-8")
                 return False
         else:
+            if self._sink is not None:
+                return self._sink(payload, False)
             event = {"type": "websocket.receive", "bytes": payload}
         self.queue.put_nowait(event)
         self._waiting_bytes += len(payload)
@@ -159,6 +231,9 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         self._flush()
         await super().send(message)
+        if message["type"] == "websocket.close" and self._stopped:
+            # Past the close, held data is dropped and the peer's close reply must be read.
+            self.resume_sink()
 
     async def send_frames(self, frames: list[bytes]) -> None:
         """Binary frames that belong together (the packets of one message, or of several),
@@ -254,6 +329,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lean = False
+        self._sink = None
         self._out, self._out_bytes = [], 0
         if self._flush_handle is not None:
             self._flush_handle.cancel()

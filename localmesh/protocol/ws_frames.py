@@ -70,6 +70,15 @@ class FrameReader:
         """The bytes received and not parsed yet (to hand to another parser)."""
         return bytes(self._buffer)
 
+    @property
+    def buffered_size(self) -> int:
+        return len(self._buffer)
+
+    def hold(self, data: bytes) -> None:
+        """Keep ``data`` unparsed, after what is held already (the reader is stopped)."""
+        if not self.failed:
+            self._buffer += data
+
     def feed(self, data: bytes = b"") -> bool:
         """Parse what ``data`` completes; False if a callback stopped reading or the peer
         failed the protocol (then ``failed`` is set)."""
