@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +118,9 @@ class Connection:
         self.dropped = False  # closed without a close frame from the server
         self.close_reason = ""
         self._loop = asyncio.get_running_loop()
+        # The callbacks the loop runs in this turn (CPython's loop keeps them in ``_ready``;
+        # None on another loop, where every write then schedules the end of its turn).
+        self._ready_queue: Sized | None = getattr(self._loop, "_ready", None)
         # Messages that came with the handshake are handed over at once, in order.
         ws.attach(self._receive, self._finish)
 
@@ -226,13 +229,19 @@ class Connection:
 
     def _send_now_or_soon(self, data: bytes) -> None:
         """The first message of a loop turn goes out at once (no added latency); the ones
-        after it in the same turn (a pipelined burst) go together in one write at its end."""
-        if self._turn_buffer is None:
-            self._ws.transport.write(data)
+        after it in the same turn (a pipelined burst) go together in one write at its end.
+
+        A turn can only have more writers if other callbacks are queued to run in it: with
+        none (a sequential caller, the usual case), no end-of-turn callback is scheduled, which
+        saves a pass of the event loop (and its ``epoll_wait``) per message."""
+        if self._turn_buffer is not None:
+            self._turn_buffer.append(data)
+            return
+        self._ws.transport.write(data)
+        ready = self._ready_queue
+        if ready is None or ready:
             self._turn_buffer = []
             self._loop.call_soon(self._end_turn)
-        else:
-            self._turn_buffer.append(data)
 
     def _end_turn(self) -> None:
         buffered, self._turn_buffer = self._turn_buffer, None
