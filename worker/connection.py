@@ -58,6 +58,7 @@ OrphanHandler = Callable[[Content], None]
 # silently dropped.
 _Pending = tuple[asyncio.Future[Content], OrphanHandler | None]
 _OPEN = State.OPEN
+TURN_BUFFER_MAX = 256 * 1024  # bytes held for the end of a loop turn before writing anyway
 
 
 class HandshakeRefused(RoomClosed):
@@ -105,6 +106,7 @@ class Connection:
         self._assembler = PacketAssembler()
         self.packet_size = PACKET_DATA_SIZE  # data bytes per packet this side sends
         self._turn_buffer: list[bytes] | None = None  # messages waiting for the turn's end
+        self._turn_bytes = 0  # ... and their size
         self._next_id = 0
         self._pending: dict[int, _Pending] = {}
         self._streams: dict[str, ChunkStream] = {}
@@ -190,8 +192,7 @@ class Connection:
 
     async def close(self) -> None:
         self._closing = True
-        if self._turn_buffer:
-            self._end_turn()  # what this turn wrote goes before the close frame
+        self._write_turn()  # what this turn wrote goes before the close frame
         with contextlib.suppress(Exception):
             await self._ws.close()
         if not self._finished:  # close() returns once the TCP connection is gone
@@ -229,25 +230,40 @@ class Connection:
 
     def _send_now_or_soon(self, data: bytes) -> None:
         """The first message of a loop turn goes out at once (no added latency); the ones
-        after it in the same turn (a pipelined burst) go together in one write at its end.
+        after it in the same turn (a pipelined burst) go together in one write at its end,
+        or as soon as they add up to ``TURN_BUFFER_MAX`` bytes (so that a writer which never
+        yields still fills the socket and meets backpressure).
 
         A turn can only have more writers if other callbacks are queued to run in it: with
         none (a sequential caller, the usual case), no end-of-turn callback is scheduled, which
         saves a pass of the event loop (and its ``epoll_wait``) per message."""
-        if self._turn_buffer is not None:
-            self._turn_buffer.append(data)
+        buffer = self._turn_buffer
+        if buffer is not None:
+            buffer.append(data)
+            self._turn_bytes += len(data)
+            if self._turn_bytes >= TURN_BUFFER_MAX:
+                self._write_turn()
             return
         self._ws.transport.write(data)
         ready = self._ready_queue
         if ready is None or ready:
             self._turn_buffer = []
+            self._turn_bytes = 0
             self._loop.call_soon(self._end_turn)
 
-    def _end_turn(self) -> None:
-        buffered, self._turn_buffer = self._turn_buffer, None
-        # Never after a close frame: once closing, what is left fails with the connection.
-        if buffered and self._ws.protocol.state is _OPEN and not self._ws.transport.is_closing():
+    def _write_turn(self) -> None:
+        """Write what this turn has buffered (never after a close frame: once closing, what
+        is left fails with the connection)."""
+        buffered = self._turn_buffer
+        if not buffered:
+            return
+        self._turn_buffer, self._turn_bytes = [], 0
+        if self._ws.protocol.state is _OPEN and not self._ws.transport.is_closing():
             self._ws.transport.write(b"".join(buffered))
+
+    def _end_turn(self) -> None:
+        self._write_turn()
+        self._turn_buffer = None
 
     async def send(self, type: str, header: dict[str, Any], payload: bytes = b"") -> None:
         """Send a message that gets no reply (request chunks, ``set_attributes``)."""
