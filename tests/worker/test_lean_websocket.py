@@ -212,3 +212,16 @@ async def test_a_paused_socket_makes_the_next_writer_wait_and_keeps_messages_who
                 assert message.type == "blob"
                 assert len(message.data) > (len(big) if n < sent else 4)
         await connection.close()
+
+
+async def test_a_keepalive_ping_is_acknowledged_through_the_lean_path(room) -> None:
+    """websockets' own pings (keepalive) still see their pongs: the lean path hands each
+    control frame to websockets, which resolves the ping's waiter."""
+    connection = await room.connection()
+    ws = connection._ws
+    assert ws.lean
+    async with asyncio.timeout(BOUND):
+        latency = await (await ws.ping(b"lean?"))
+    assert latency >= 0
+    assert ws.lean
+    assert await room.queues.receive("after-ping", wait=False) is None  # still serving
