@@ -47,6 +47,7 @@ logger = logging.getLogger("localmesh.worker.connection")
 MessageHandler = Callable[[bytes], None]
 CloseHandler = Callable[[], None]
 _END_OF_HEADERS = b"\r\n\r\n"
+_MAX_HEAD = 256 * 1024  # far past websockets' own limits on a response's headers
 OPEN, CONNECTING = State.OPEN, State.CONNECTING
 
 
@@ -111,6 +112,8 @@ class LeanClientConnection(ClientConnection):
         head += data
         end = head.find(_END_OF_HEADERS, max(0, seen - 3))
         if end < 0:
+            if len(head) > _MAX_HEAD:  # junk: websockets refuses it; stop keeping a copy
+                self._head = None
             return data  # all of it is the response's (or junk websockets will refuse)
         self._head = None
         split = end + len(_END_OF_HEADERS) - seen
