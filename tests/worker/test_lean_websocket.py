@@ -225,3 +225,30 @@ async def test_a_keepalive_ping_is_acknowledged_through_the_lean_path(room) -> N
     assert latency >= 0
     assert ws.lean
     assert await room.queues.receive("after-ping", wait=False) is None  # still serving
+
+
+async def test_a_text_frame_is_ignored_and_the_next_message_still_arrives(caplog) -> None:
+    async with RawRoomServer() as server:
+        ws, inbox = await open_lean(server.url)
+        async with asyncio.timeout(BOUND):
+            await server.connected.wait()
+            server.write(server_frame(0x1, b"{}") + frames_of([b"binary"]))
+            assert await inbox.until(1) == [b"binary"]
+        assert "text frame" in caplog.text
+        assert ws.lean
+        await ws.close()
+
+
+@pytest.mark.parametrize("loop_queue_visible", [True, False])
+async def test_a_pipelined_burst_round_trips_in_order(room, loop_queue_visible) -> None:
+    """64 sends in flight at once, then 64 receives: with the loop's ready queue visible (a
+    burst shares one write) and without it (another event loop: every write schedules the
+    end of its turn), every message arrives once, in order."""
+    connection = await room.connection()
+    if not loop_queue_visible:
+        connection._ready_queue = None
+    async with asyncio.timeout(BOUND):
+        await asyncio.gather(*(room.queues.send("burst", {"n": n}) for n in range(64)))
+        got = await asyncio.gather(*(room.queues.receive("burst", wait=False)
+                                     for _ in range(64)))
+    assert [message["n"] for message in got] == list(range(64))
