@@ -1,7 +1,19 @@
-"""One websocket session with a room: handshake, one reader task, requests and chunk streams.
+"""One websocket session with a room: handshake, requests and chunk streams.
 
 A ``Connection`` never reconnects; ``RoomClient`` replaces it when it drops. Everything
 here speaks ``localmesh.protocol.wire``: frames in, ``(id, type, data)`` messages, envelopes, contents.
+
+The cost per message is the client's cost per queue operation, so both directions are lean:
+
+- reading: there is no reader task. ``LeanClientConnection`` (lean_websocket.py) parses data
+  frames as the socket delivers them and calls ``_receive`` with each one, which assembles the
+  packets and resolves the request's future in the same call (one loop turn from the socket to
+  the waiting caller);
+- writing: a request is written synchronously, all its frames in one ``write`` (never half a
+  message, whatever happens to the caller afterwards); only when the socket is paused (its
+  buffer over the high-water mark) does a writer wait, before writing, until it drains. The
+  messages of one loop turn after the first go out together at its end (one system call for a
+  pipelined burst).
 """
 
 from __future__ import annotations
@@ -9,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.protocol import State
 
 from localmesh.protocol.error_codes import UNEXPECTED_RESPONSE_TYPE
 from localmesh.protocol.wire import (
@@ -34,11 +47,18 @@ from localmesh.protocol.wire import (
 )
 from localmesh.worker.errors import ConnectionLost, RoomClosed, RoomError
 from localmesh.worker.frames import masked_binary_frames
+from localmesh.worker.lean_websocket import LeanClientConnection
 
 logger = logging.getLogger("localmesh.worker.connection")
 
 EventHandler = Callable[[str, dict[str, Any], bytes], None]
 OrphanHandler = Callable[[Content], None]
+# A request waiting for its reply: the future, and the handler of a reply that comes after
+# the caller gave up (cancelled), so that a reply carrying data (a queue message) is not
+# silently dropped.
+_Pending = tuple[asyncio.Future[Content], OrphanHandler | None]
+_OPEN = State.OPEN
+TURN_BUFFER_MAX = 256 * 1024  # bytes held for the end of a loop turn before writing anyway
 
 
 class HandshakeRefused(RoomClosed):
@@ -58,14 +78,6 @@ class SessionInfo:
     session_id: str = ""
     participant_id: str = ""
     attributes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Pending:
-    future: asyncio.Future[Content]
-    # Called with the reply if the caller gave up waiting (cancelled) before it arrived,
-    # so that a reply which carries data (a queue message) is not silently dropped.
-    on_orphan: OrphanHandler | None = None
 
 
 class ChunkStream:
@@ -88,13 +100,13 @@ class ChunkStream:
 class Connection:
     """A connected, ready room websocket. Build one with ``await Connection.open(...)``."""
 
-    def __init__(self, ws: ClientConnection, *, on_event: EventHandler | None = None) -> None:
+    def __init__(self, ws: LeanClientConnection, *, on_event: EventHandler | None = None) -> None:
         self._ws = ws
         self._on_event = on_event
         self._assembler = PacketAssembler()
         self.packet_size = PACKET_DATA_SIZE  # data bytes per packet this side sends
         self._turn_buffer: list[bytes] | None = None  # messages waiting for the turn's end
-        self._write_lock = asyncio.Lock()
+        self._turn_bytes = 0  # ... and their size
         self._next_id = 0
         self._pending: dict[int, _Pending] = {}
         self._streams: dict[str, ChunkStream] = {}
@@ -102,11 +114,17 @@ class Connection:
         self._got_connected = False
         self._ready = asyncio.Event()
         self._closing = False  # we asked to close
+        self._finished = False  # the websocket is closed (``closed`` is set)
         self.session = SessionInfo()
         self.closed = asyncio.Event()
         self.dropped = False  # closed without a close frame from the server
         self.close_reason = ""
-        self._reader = asyncio.create_task(self._read(), name="room-connection-reader")
+        self._loop = asyncio.get_running_loop()
+        # The callbacks the loop runs in this turn (CPython's loop keeps them in ``_ready``;
+        # None on another loop, where every write then schedules the end of its turn).
+        self._ready_queue: Sized | None = getattr(self._loop, "_ready", None)
+        # Messages that came with the handshake are handed over at once, in order.
+        ws.attach(self._receive, self._finish)
 
     # ------------------------------------------------------------ opening and closing
 
@@ -132,6 +150,10 @@ class Connection:
                     # localmesh then sends big packets; other servers ignore the header.
                     PACKET_SIZE_HEADER: str(LARGE_PACKET_SIZE),
                 },
+                create_connection=LeanClientConnection,
+                # Room messages are small binary packets: not worth compressing, and an
+                # extension would keep every frame on websockets' slower path.
+                compression=None,
                 max_size=None,
                 open_timeout=timeout,
                 # Pings keep a silent long-poll from looking dead to proxies and detect
@@ -149,16 +171,19 @@ class Connection:
             ) from None
         except (OSError, TimeoutError, WebSocketException) as error:
             raise ConnectionLost(f"could not connect to {url}: {error}") from None
+        assert isinstance(ws, LeanClientConnection)
         connection = cls(ws, on_event=on_event)
         # Big packets only to a server that says it takes them (localmesh does).
         connection.packet_size = agreed_packet_size(ws.response.headers.get(PACKET_SIZE_HEADER))
-        ready = asyncio.create_task(connection._ready.wait())
-        closed = asyncio.create_task(connection.closed.wait())
-        try:
-            await asyncio.wait({ready, closed}, timeout=timeout, return_when="FIRST_COMPLETED")
-        finally:
-            ready.cancel()
-            closed.cancel()
+        if not connection._ready.is_set():
+            ready = asyncio.create_task(connection._ready.wait())
+            closed = asyncio.create_task(connection.closed.wait())
+            try:
+                await asyncio.wait(
+                    {ready, closed}, timeout=timeout, return_when="FIRST_COMPLETED")
+            finally:
+                ready.cancel()
+                closed.cancel()
         if not connection._ready.is_set():
             reason = connection.close_reason or f"no room_ready/connected within {timeout} s"
             await connection.close()
@@ -167,67 +192,84 @@ class Connection:
 
     async def close(self) -> None:
         self._closing = True
-        if self._turn_buffer:
-            self._end_turn()  # what this turn wrote goes before the close frame
+        self._write_turn()  # what this turn wrote goes before the close frame
         with contextlib.suppress(Exception):
             await self._ws.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        if not self._finished:  # close() returns once the TCP connection is gone
+            await self.closed.wait()
 
     @property
     def is_open(self) -> bool:
-        return not self.closed.is_set()
+        return not self._finished
 
     # ------------------------------------------------------------ writing
 
-    async def _write(
-        self, type: str, data: bytes, pending: _Pending | None
-    ) -> int:
-        async with self._write_lock:
-            if self.closed.is_set() or self._ws.transport.is_closing():
-                raise self._closed_error()
-            self._next_id += 1
-            message_id = self._next_id
-            if pending is not None:
-                # Registered before the frames go out: the reply may be read at once.
-                self._pending[message_id] = pending
-            # All the message's frames in one write: never half a message on the socket,
-            # whatever happens to the caller afterwards.
-            frames = encode_message(message_id, type, data, self.packet_size)
-            self._send_now_or_soon(masked_binary_frames(frames))
-            if self._ws.paused:  # the socket is full: wait for room before the next message
-                try:
-                    await self._ws.drain()
-                except asyncio.CancelledError:
-                    if pending is not None:
-                        _abandon(pending)  # sent: its reply goes to the orphan handler
-                    raise
-                except ConnectionError:
-                    pass  # the reader sees the connection end and fails what is pending
-            return message_id
+    def _write_now(self, type: str, data: bytes, pending: _Pending | None) -> int:
+        """Write one message at once; its id. Nothing here awaits, so a message is whole on
+        the socket (all its frames in one write) or not there at all."""
+        ws = self._ws
+        if self._finished or ws.protocol.state is not _OPEN or ws.transport.is_closing():
+            raise self._closed_error()
+        self._next_id = message_id = self._next_id + 1
+        if pending is not None:
+            # Registered before the frames go out: the reply may be read at once.
+            self._pending[message_id] = pending
+        self._send_now_or_soon(
+            masked_binary_frames(encode_message(message_id, type, data, self.packet_size)))
+        return message_id
+
+    async def _until_writable(self) -> None:
+        """Backpressure: wait while the socket's buffer is over its high-water mark. Writers
+        waiting here resume in the order they came (websockets' drain waiters are FIFO)."""
+        ws = self._ws
+        while ws.paused and not self._finished:
+            try:
+                await ws.drain()
+            except ConnectionError:
+                return  # the connection is ending: the write that follows says so
 
     def _send_now_or_soon(self, data: bytes) -> None:
         """The first message of a loop turn goes out at once (no added latency); the ones
-        after it in the same turn (a pipelined burst) go together in one write at its end."""
-        if self._turn_buffer is None:
-            self._ws.transport.write(data)
-            self._turn_buffer = []
-            asyncio.get_running_loop().call_soon(self._end_turn)
-        else:
-            self._turn_buffer.append(data)
+        after it in the same turn (a pipelined burst) go together in one write at its end,
+        or as soon as they add up to ``TURN_BUFFER_MAX`` bytes (so that a writer which never
+        yields still fills the socket and meets backpressure).
 
-    def _end_turn(self) -> None:
-        buffered, self._turn_buffer = self._turn_buffer, None
-        if buffered and not self._ws.transport.is_closing():
+        A turn can only have more writers if other callbacks are queued to run in it: with
+        none (a sequential caller, the usual case), no end-of-turn callback is scheduled, which
+        saves a pass of the event loop (and its ``epoll_wait``) per message."""
+        buffer = self._turn_buffer
+        if buffer is not None:
+            buffer.append(data)
+            self._turn_bytes += len(data)
+            if self._turn_bytes >= TURN_BUFFER_MAX:
+                self._write_turn()
+            return
+        self._ws.transport.write(data)
+        ready = self._ready_queue
+        if ready is None or ready:
+            self._turn_buffer = []
+            self._turn_bytes = 0
+            self._loop.call_soon(self._end_turn)
+
+    def _write_turn(self) -> None:
+        """Write what this turn has buffered (never after a close frame: once closing, what
+        is left fails with the connection)."""
+        buffered = self._turn_buffer
+        if not buffered:
+            return
+        self._turn_buffer, self._turn_bytes = [], 0
+        if self._ws.protocol.state is _OPEN and not self._ws.transport.is_closing():
             self._ws.transport.write(b"".join(buffered))
 
-    async def _write_whole(self, type: str, data: bytes, pending: _Pending | None) -> int:
-        """Write one message (``_write`` never leaves half of one on the socket)."""
-        return await self._write(type, data, pending)
+    def _end_turn(self) -> None:
+        self._write_turn()
+        self._turn_buffer = None
 
     async def send(self, type: str, header: dict[str, Any], payload: bytes = b"") -> None:
         """Send a message that gets no reply (request chunks, ``set_attributes``)."""
-        await self._write_whole(type, pack(header, payload), None)
+        if self._ws.paused:
+            await self._until_writable()
+        self._write_now(type, pack(header, payload), None)
 
     async def send_request(
         self,
@@ -242,9 +284,11 @@ class Connection:
         Returning after the write (not after the reply) lets streamed calls send their
         request chunks straight after the request, as the protocol expects.
         """
-        pending = _Pending(asyncio.get_running_loop().create_future(), on_orphan)
-        await self._write_whole(type, pack(header, payload), pending)
-        return pending.future
+        if self._ws.paused:
+            await self._until_writable()
+        future: asyncio.Future[Content] = self._loop.create_future()
+        self._write_now(type, pack(header, payload), (future, on_orphan))
+        return future
 
     async def request(
         self,
@@ -255,19 +299,25 @@ class Connection:
         on_orphan: OrphanHandler | None = None,
     ) -> Content:
         """Send a request and wait for its reply; an ``error`` reply raises ``RoomError``."""
-        pending = _Pending(asyncio.get_running_loop().create_future(), on_orphan)
-        await self._write_whole(type, pack(header, payload), pending)
+        if self._ws.paused:
+            await self._until_writable()  # cancelled here: nothing was sent
+        future: asyncio.Future[Content] = self._loop.create_future()
+        pending = (future, on_orphan)
+        self._write_now(type, pack(header, payload), pending)
         try:
-            return raise_for_error(await pending.future)
+            content = await future
         except asyncio.CancelledError:
             # Cancelled after the reply was read but before we woke up to it: the reply
             # (a queue message, say) goes to the orphan handler instead of vanishing.
             _abandon(pending)
             raise
+        if content.type == "error":
+            raise_for_error(content)
+        return content
 
     def open_stream(self, tool_call_id: str) -> ChunkStream:
         stream = ChunkStream(tool_call_id)
-        if self.closed.is_set():
+        if self._finished:
             stream._put(self._closed_error())
         self._streams[tool_call_id] = stream
         return stream
@@ -277,47 +327,53 @@ class Connection:
 
     # ------------------------------------------------------------ reading
 
-    async def _read(self) -> None:
+    def _receive(self, frame: bytes) -> None:
+        """One binary websocket message (a packet), called as the socket delivers it."""
         try:
-            async for frame in self._ws:
-                if isinstance(frame, str):
-                    logger.warning("ignoring a text frame: the room protocol is binary only")
-                    continue
-                try:
-                    message = self._assembler.feed(frame)
-                except WireError as error:
-                    logger.warning("dropping a malformed message: %s", error)
-                    continue
-                if message is not None:
-                    self._dispatch(message)
-        except ConnectionClosed:
-            pass
+            message = self._assembler.feed(frame)
+        except WireError as error:
+            logger.warning("dropping a malformed message: %s", error)
+            return
+        if message is None:
+            return
+        try:
+            self._dispatch(message)
         except Exception:  # a bug here must not leave requests hanging
             logger.exception("room connection reader failed")
-        finally:
-            self._finish()
+            self._ws.transport.abort()  # the connection ends: what is pending fails
 
     def _finish(self) -> None:
-        close = self._ws.protocol.close_rcvd
+        """The websocket is closed (called once, by the websocket connection)."""
+        if self._finished:
+            return
+        self._finished = True
+        protocol = self._ws.protocol
+        close = protocol.close_rcvd
+        failure = self._ws.protocol_error
         self.dropped = close is None and not self._closing
         if self._closing:
             self.close_reason = "closed by the client"
         elif close is not None:
             self.close_reason = f"the server closed the connection (code {close.code})"
+        elif failure is not None:
+            self.close_reason = (
+                f"the server broke the websocket protocol: {failure[1]} (closed with code "
+                f"{failure[0]})")
         else:
             self.close_reason = "the connection dropped"
+        self._turn_buffer = None
         self.closed.set()
         error = self._closed_error()
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(error)
+        for future, _ in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
         self._pending.clear()
         for stream in self._streams.values():
             stream._put(error)
 
     def _closed_error(self) -> RoomError:
         reason = self.close_reason or "the connection is closed"
-        if self.dropped or not self.closed.is_set():
+        if self.dropped or not self._finished:
             return ConnectionLost(f"room connection lost before the request completed: {reason}")
         return RoomClosed(f"room connection closed before the request completed: {reason}")
 
@@ -359,10 +415,11 @@ class Connection:
                 {"type": "error", "text": f"malformed reply: {error}",
                  "code": UNEXPECTED_RESPONSE_TYPE}
             )
-        if pending.future.cancelled():
+        future = pending[0]
+        if future.cancelled():
             _hand_to_orphan_handler(pending, content)
-        elif not pending.future.done():
-            pending.future.set_result(content)
+        elif not future.done():
+            future.set_result(content)
 
     def _route_chunk(self, header: dict[str, Any], payload: bytes) -> None:
         stream = self._streams.get(str(header.get("tool_call_id")))
@@ -376,7 +433,7 @@ class Connection:
 
 def _abandon(pending: _Pending) -> None:
     """The caller stopped waiting: hand a reply that already came to the orphan handler."""
-    future = pending.future
+    future = pending[0]
     if not future.done():
         future.cancel()  # _resolve passes the reply to on_orphan when it arrives
     elif not future.cancelled() and future.exception() is None:
@@ -384,11 +441,12 @@ def _abandon(pending: _Pending) -> None:
 
 
 def _hand_to_orphan_handler(pending: _Pending, content: Content) -> None:
-    # Runs in the reader task: a failing handler must not end the connection.
-    if pending.on_orphan is None:
+    # Runs as the reply is read: a failing handler must not end the connection.
+    on_orphan = pending[1]
+    if on_orphan is None:
         return
     try:
-        pending.on_orphan(content)
+        on_orphan(content)
     except Exception:
         logger.exception("the handler of a reply nobody waited for failed")
 

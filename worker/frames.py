@@ -4,7 +4,8 @@ The room protocol sends each packet of a message as its own binary frame: two fr
 small message, one per KiB of a large one. Sending them one ``send`` at a time through the
 websockets library costs a system call and its bookkeeping per frame; building the masked
 frames of a whole message here and handing them to the transport in one write costs one.
-The websockets connection still does everything else (handshake, reading, pings, close).
+Reading is lean_websocket.py's; the websockets connection still does the handshake, pings,
+pongs and the close handshake.
 """
 
 from __future__ import annotations
