@@ -190,15 +190,20 @@ def run_redis(folder: Path) -> Iterator[ServerProcess]:
     port = free_port()
     data = folder / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-         "--save", "", "--appendonly", "yes", "--appendfsync", "no",
-         "--protected-mode", "yes", "--daemonize", "no", "--maxclients", str(MAX_CLIENTS)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    server = ServerProcess("redis", process, port)
+    command = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+               "--save", "", "--appendonly", "yes", "--appendfsync", "no",
+               "--protected-mode", "yes", "--daemonize", "no", "--maxclients", str(MAX_CLIENTS)]
+    with run_server("redis", command, port) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def run_server(name: str, command: list[str], port: int, **popen: object) -> Iterator[ServerProcess]:
+    """A server process listening on ``port``, stopped on the way out."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    server = ServerProcess(name, process, port)
     try:
-        _wait_listening(port, process, "redis-server")
+        _wait_listening(port, process, name)
         yield server
     finally:
         server.stop()

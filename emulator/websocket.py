@@ -24,7 +24,7 @@ uvicorn's path unchanged.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from typing import Any, NamedTuple
 
 from uvicorn.protocols.utils import ClientDisconnected
@@ -73,6 +73,8 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self._lean = False  # data frames parsed here (set once the handshake is done)
         self._reader: FrameReader | None = None  # data frames' parser, once lean
+        self._requested = False  # the upgrade request was parsed
+        self._frames_seen_by_uvicorn = False  # then uvicorn's parser keeps the frames
         # Where data messages go when the app takes them synchronously (``set_sink``), and
         # whether it said to stop: then bytes are held unparsed until ``resume_sink``.
         self._sink: Sink | None = None
@@ -81,8 +83,12 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._flush_handle: asyncio.Handle | None = None
+        # The callbacks the loop runs in this turn (CPython's loop keeps them in ``_ready``;
+        # None on another loop, where every write then schedules the end of its turn).
+        self._ready_queue: Sized | None = getattr(self.loop, "_ready", None)
 
     def handle_connect(self, event: Any) -> None:
+        self._requested = True  # the upgrade request is parsed: any byte after it is a frame's
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:  # None: the handshake was refused before the app was called
@@ -94,7 +100,13 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def data_received(self, data: bytes) -> None:
         if not self._lean and not self._go_lean():
+            requested = self._requested
             super().data_received(data)
+            if requested or (self._requested and not data.endswith(b"\r\n\r\n")):
+                # Frame bytes reached uvicorn's parser (sent before the upgrade's answer, in a
+                # later segment than the request: uvicorn's HTTP layer drops any in the
+                # request's own): it may hold half a frame, so it keeps this connection's.
+                self._frames_seen_by_uvicorn = True
             return
         reader = self._reader
         if self._stopped:
@@ -147,10 +159,12 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _go_lean(self) -> bool:
         """Take over data frames once the connection is open with no extension, and only
-        if uvicorn's parser holds no bytes of its own."""
+        if uvicorn's parser never saw a frame's byte (its buffer can be empty while it
+        holds a frame's header, waiting for the payload)."""
         conn = self.conn
         if (
-            self.handshake_complete and self.initial_response is None and not self.close_sent
+            not self._frames_seen_by_uvicorn and self.handshake_complete
+            and self.initial_response is None and not self.close_sent
             and conn.state is State.OPEN and not conn.extensions and not conn.reader.buffer
         ):
             self._lean = True
@@ -275,6 +289,11 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             out.append(frame)
         if not self.transport.is_closing():
             self.transport.write(b"".join(out))
+        if self._ready_queue is not None and not self._ready_queue:
+            # Nothing else runs before the loop next polls (CPython keeps this turn's
+            # callbacks in ``_ready``): no write can follow in this turn, so no end of turn
+            # to schedule (one loop pass less per reply when requests come one by one).
+            return
         # Whatever else this turn writes waits for its end, and goes in one write.
         self._flush_handle = self.loop.call_soon(self._flush)
 

@@ -1,7 +1,7 @@
 """Python calls and CPU per operation of OUR room client (not a test; run by hand).
 
-    .venv/bin/python tests/worker/scripts/profile_client.py [pairs]
-    REPO=/path/to/another/checkout .venv/bin/python tests/worker/scripts/profile_client.py
+    .venv/bin/python -m bench.profile_client [pairs]
+    REPO=/path/to/another/checkout .venv/bin/python -m bench.profile_client
 
 Sequential ``queues.send`` + ``queues.receive`` pairs, then 64-deep pipelined bursts, from
 ``RoomClient`` against ``localmesh serve`` in another process (the bench's own helpers start
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = os.environ.get("REPO", str(Path(__file__).resolve().parents[3]))
+REPO = os.environ.get("REPO", str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, REPO)
 
 import localmesh  # noqa: E402
