@@ -191,8 +191,8 @@ def throughput_rows(report: Report, sides: dict[str, Side], pipelined: bool, con
         compared=f"{sdk_ratio:.2f}×",
         target=None if pipelined else Target(f"{label} (real SDK)", sdk_ratio, 0.40, True),
     )
-    # /proc counts CPU in clock ticks (10 ms): a server that used less than one over the rounds
-    # is counted as one tick, which only flatters Redis's side of the ratio less.
+    # Without schedstat, /proc counts CPU in clock ticks (10 ms): a server that used less than
+    # one over the rounds is counted as one tick, which only flatters Redis's side less.
     redis_cpu = max(redis.cpu_per_op, 1e6 / os.sysconf("SC_CLK_TCK") / (2 * redis.pairs))
     ours_cpu = ours.cpu_per_op / redis_cpu
     report.row(
