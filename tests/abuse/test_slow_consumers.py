@@ -145,3 +145,45 @@ async def test_silent_websockets_are_pinged_out(tmp_path):
             abuser_got=f"closed by the server after {took:.1f} s (ping every 0.5 s, timeout 0.5 s)",
             target="pings with a timeout",
         ).record()
+
+
+def _flood_bad_requests(url: str, token: str, count: int) -> int:
+    """A client that sends ``count`` requests the server must refuse (an unknown message
+    type: each gets an error reply) and never reads; returns how many it got to send."""
+    sock = open_upgraded(url, token, rcvbuf=4096)
+    sock.settimeout(15)
+    sent = 0
+    try:
+        for message_id in range(1, count + 1):
+            send_request(sock, message_id, "no.such_type", {})
+            sent += 1
+    except OSError:
+        pass  # the server stopped reading, then cut the connection
+    finally:
+        sock.close()
+    return sent
+
+
+@pytest.mark.slow
+async def test_a_flood_of_refused_requests_from_a_client_that_never_reads(tmp_path):
+    # Each refusal is an error reply queued for a client that does not read them: once its
+    # outbox is full the server stops reading its requests (they stay in its socket), so
+    # memory stays flat, and it is cut off after write_timeout; the room goes on.
+    async with ServedRoom(tmp_path, *STUCK_LIMITS) as served:
+        before = served.rss()
+        flood = asyncio.create_task(asyncio.to_thread(
+            _flood_bad_requests, served.room_url("r"), served.token("r", "flood"), 200_000))
+        cut_after = await _wait_for_log(served, r"dropping stuck participant flood", 30)
+        sent = await flood
+        async with connect_meshagent_room(served.room_url("r"), served.token("r", "ok")) as room:
+            await room.queues.send(name="q", message={"n": 1})
+            assert await room.queues.receive(name="q", wait=False) == {"n": 1}
+        peak, after = served.peak_rss(), served.rss()
+    assert sent < 200_000, "the server read every request of a client that reads nothing"
+    assert peak - before < 64, f"RSS rose from {before} to {peak} MB"
+    Figure(
+        case="200,000 refused requests from a client that never reads",
+        abuser_got=f"reading stopped after {sent:,} requests; cut off after {cut_after:.1f} s",
+        target="RSS grows < 64 MB; the room works on",
+        rss_before_mb=before, rss_peak_mb=peak, rss_after_mb=after,
+    ).record()
