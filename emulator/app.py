@@ -167,7 +167,7 @@ def _shared_app() -> FastAPI:
             packet_size=agreed_packet_size(websocket.headers.get(PACKET_SIZE_HEADER)),
             accept_headers=[(PACKET_SIZE_HEADER.encode(),
                              str(min(LARGE_PACKET_SIZE, limits.max_packet_bytes)).encode())],
-            timeline=state.timeline,
+            timeline=state.timeline, tools_now=state.tool_now,
         )
         state.rooms.join(session)
         # Its own task: each frame wakes the session's read loop, which then resumes only its

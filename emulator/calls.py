@@ -117,3 +117,23 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Content | None]]
+
+
+@dataclass(slots=True)
+class Immediate:
+    """A call answered without a task (``NowHandler``): its reply, and the commit it waits
+    for (None: nothing to wait for). The hooks run in this order: ``after_commit`` once the
+    commit is done, then ``delivered`` once the reply is queued for the client, or
+    ``undelivered`` when it cannot be (the connection is gone)."""
+
+    content: Content
+    committed: asyncio.Future[None] | None = None
+    after_commit: Callable[[], None] | None = None
+    delivered: Callable[[], None] | None = None
+    undelivered: Callable[[], None] | None = None
+
+
+# Answers a call synchronously, in the callback that read it, when it can be answered from
+# what is known now (None: it cannot, e.g. a receive that must wait; the task path runs it).
+# Raises RoomError for a refusal, as a Handler would.
+NowHandler = Callable[[Call], Immediate | None]

@@ -97,6 +97,16 @@ class Outbox:
             raise OutboxClosed(self.reason)
         self._enqueue(frames, size)
 
+    def put_now(self, frames: list[bytes]) -> bool:
+        """Queue a message if it fits now; False leaves it to ``put`` (which waits)."""
+        if self.closed:
+            raise OutboxClosed(self.reason)
+        size = sum(len(frame) for frame in frames)
+        if not self._fits(size):
+            return False
+        self._enqueue(frames, size)
+        return True
+
     async def put(self, frames: list[bytes]) -> None:
         """Queue a message, waiting up to ``write_timeout`` for room in the buffer."""
         size = sum(len(frame) for frame in frames)

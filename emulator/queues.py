@@ -119,6 +119,18 @@ class Queues:
         """Queue ``message``; return its id once it is committed (or in a waiting receiver's
         hands). ``accepted(id)`` is told as the message gets its id, before a waiting receiver
         is handed it (so a timeline shows the send before the delivery)."""
+        message_id, committed = self.send_now(room, name, message, create=create, accepted=accepted)
+        if committed is not None:
+            # Cancelled (the sender left): the message is queued or handed over regardless.
+            await committed
+        return message_id
+
+    def send_now(
+        self, room: str, name: str, message: Any, *, create: bool = True,
+        accepted: Callable[[int], None] | None = None,
+    ) -> tuple[int, Committed | None]:
+        """``send`` without waiting: the message's id and the commit to wait for before
+        telling the sender (None: it is already in a waiting receiver's hands)."""
         # ensure_ascii: a lone surrogate in a string stays a faithful \\ud800 escape.
         body = json.dumps(message)
         key, created = self._require(room, name, create)
@@ -127,12 +139,7 @@ class Queues:
         if accepted is not None:
             accepted(message_id)
         committed = self._hand_or_store(key, Taken(message_id, body))
-        if committed is None:
-            committed = created
-        if committed is not None:
-            # Cancelled (the sender left): the message is queued or handed over regardless.
-            await committed
-        return message_id
+        return message_id, created if committed is None else committed
 
     def _hand_or_store(self, key: _QueueKey, taken: Taken) -> Committed | None:
         """Give ``taken`` to the first live waiter, else put it in line in SQLite."""
@@ -160,14 +167,10 @@ class Queues:
         """Like ``receive``, but the raw message, so a caller that fails to deliver it can
         ``put_back_soon`` and the message keeps its place in line."""
         key, created = self._require(room, name, create)
-        if self._sizes[key]:
-            popped = self._store.pop(room, name)
-            if popped is not None:
-                self._sizes[key] -= 1
-                taken = Taken(*popped)
-                await self._until_removed(key, taken)
-                return taken
-            self._sizes[key] = 0  # cannot happen; if it did, memory follows SQLite
+        taken = self._pop(key)
+        if taken is not None:
+            await self._until_removed(key, taken)
+            return taken
         if not wait:
             if created is not None:
                 await created
@@ -195,6 +198,34 @@ class Queues:
         if taken is not None:  # None: released
             await self._until_removed(key, taken)
         return taken
+
+    def _pop(self, key: _QueueKey) -> Taken | None:
+        """The head of an existing queue's line, its removal in the open batch."""
+        if not self._sizes[key]:
+            return None
+        popped = self._store.pop(*key)
+        if popped is None:
+            self._sizes[key] = 0  # cannot happen; if it did, memory follows SQLite
+            return None
+        self._sizes[key] -= 1
+        return Taken(*popped)
+
+    def take_now(self, room: str, name: str) -> Taken | None:
+        """The head of ``name``'s line if it has one now (None: empty or unknown, and then
+        nothing is changed). Its removal counts as queued until ``removal_settled``: the
+        caller delivers it once ``taken.removed`` is done, or puts it back."""
+        key = (room, name)
+        if not self._sizes.get(key):
+            return None
+        taken = self._pop(key)
+        if taken is not None and taken.removed is not None:
+            self._removing[key] = self._removing.get(key, 0) + 1
+        return taken
+
+    def removal_settled(self, room: str, name: str, taken: Taken) -> None:
+        """``take_now``'s removal is committed (or failed): it no longer counts as queued."""
+        if taken.removed is not None:
+            self._removed((room, name))
 
     async def _until_removed(self, key: _QueueKey, taken: Taken) -> None:
         """Wait for the commit of ``taken``'s removal; a receiver cancelled meanwhile (its

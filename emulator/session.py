@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from localmesh.emulator.calls import Call, Handler
+from localmesh.emulator.calls import Call, Handler, Immediate, NowHandler
 from localmesh.emulator.errors import INVALID_REQUEST, OPERATION_FAILED, PERMISSION_DENIED, RoomError
 from localmesh.emulator.inflight import InFlight, Slot, TooManyWaiting
 from localmesh.emulator.limits import Limits
@@ -65,6 +65,7 @@ _NOT_EMULATED = frozenset({
 })
 
 ToolLookup = Callable[[str, str], Handler | None]
+NowLookup = Callable[[str, str], NowHandler | None]
 Abort = Callable[[], None]  # cut the TCP connection at once, with no close handshake
 _CLOSE_REASONS = {
     1000: "closed by the client", 1001: "the client went away",
@@ -111,6 +112,7 @@ class Session:
         packet_size: int = PACKET_DATA_SIZE,
         accept_headers: list[tuple[bytes, bytes]] | None = None,
         timeline: Timeline | None = None,
+        tools_now: NowLookup | None = None,
     ) -> None:
         limits = limits or Limits()
         self.websocket = websocket
@@ -124,6 +126,7 @@ class Session:
         self.session_id = uuid.uuid4().hex
         self.attributes: dict[str, Any] = {"name": participant.name}
         self._tools = tools
+        self._tools_now = tools_now  # calls answered without a task, when they can be
         self._assembler = PacketAssembler(
             limits.max_message_bytes, max_packet_bytes=limits.max_packet_bytes, budget=budget
         )
@@ -551,7 +554,73 @@ class Session:
         )
         if streamed:
             self._streams[tool_call_id] = call
+        elif self._tools_now is not None and self._frame_budget is None:
+            now = self._tools_now(toolkit, tool)
+            if now is not None and self.participant.api.has(toolkit) and self._run_now(call, now, slot):
+                return
         self._spawn(self._run_call(call), slot)
+
+    # ------------------------------------------------------------ calls answered without a task
+
+    def _run_now(self, call: Call, now: NowHandler, slot: Slot) -> bool:
+        """Answer ``call`` from the callback that read it: no task, and the reply written from
+        the commit's callback. False: the task path must run it (a refusal, which it answers
+        the same way, or a call that has to wait)."""
+        started = time.perf_counter()
+        try:
+            result = now(call)
+        except Exception:  # a refusal or a failed statement: the task path answers it
+            return False
+        if result is None:
+            return False
+        committed = result.committed
+        if committed is None or committed.done():
+            self._finish_now(call, result, slot, started)
+        else:
+            committed.add_done_callback(lambda _: self._finish_now(call, result, slot, started))
+        return True
+
+    def _finish_now(self, call: Call, result: Immediate, slot: Slot, started: float) -> None:
+        if result.after_commit is not None:
+            result.after_commit()
+        committed = result.committed
+        if committed is not None and (committed.cancelled() or committed.exception() is not None):
+            # Rolled back (a full disk...): nothing of it stayed; the task path runs the call
+            # again, with the disk guard's retry.
+            self._spawn(self._run_call(call), slot)
+            return
+        frames = encode_message(call.message_id, "__response__", result.content.pack(),
+                                self._packet_size)
+        try:
+            if not self._outbox.put_now(frames):
+                self._spawn(self._deliver_later(call, result, frames, started), slot)
+                return
+        except OutboxClosed:
+            self._settle_now(call, result, started, delivered=False)
+        else:
+            self._settle_now(call, result, started, delivered=True)
+        slot.release()
+
+    async def _deliver_later(self, call: Call, result: Immediate, frames: list[bytes],
+                             started: float) -> None:
+        """A reply that waits for room in the outbox (the client reads slowly)."""
+        try:
+            await self._outbox.put(frames)
+        except OutboxClosed:
+            self._settle_now(call, result, started, delivered=False)
+            return
+        except asyncio.CancelledError:  # the session is closing
+            self._settle_now(call, result, started, delivered=False)
+            raise
+        self._settle_now(call, result, started, delivered=True)
+
+    def _settle_now(self, call: Call, result: Immediate, started: float, *, delivered: bool) -> None:
+        hook = result.delivered if delivered else result.undelivered
+        if hook is not None:
+            hook()
+        self._record("call" if delivered else "call.unanswered", f"{call.toolkit}.{call.tool}",
+                     None, time.perf_counter() - started,
+                     bounded_arguments(call.summary_arguments, call.request_bytes))
 
     def _route_chunk(self, header: dict[str, Any], payload: bytes) -> None:
         # Chunks for finished or unknown calls are normal (the client closes lazily): drop them.

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import jwt
 
-from localmesh.emulator.calls import Call, Handler
+from localmesh.emulator.calls import Call, Handler, NowHandler
 from localmesh.emulator.diskfull import DiskGuard
 from localmesh.emulator.faults import FaultFired, Faults
 from localmesh.emulator.keys import Keyring, adopt_keys, load_or_create_keys
@@ -82,6 +82,10 @@ class EmulatorState:
     timeline: Timeline
     faults: Faults
     tools: dict[tuple[str, str], Handler] = field(default_factory=dict)
+    # The calls that can be answered without a task (``calls.NowHandler``), when no fault aims
+    # at them and the disk is not full (the task path has the disk guard's retry).
+    tools_now: dict[tuple[str, str], NowHandler] = field(default_factory=dict)
+    disk: DiskGuard | None = None
     public_url: str = ""  # set once the server listens
     # Long-poll windows of projects that set their own (namespace -> seconds).
     windows: dict[str, float] = field(default_factory=dict)
@@ -152,8 +156,9 @@ class EmulatorState:
                 services.supervisor.room_active(room)
 
         state.rooms.on_active = room_active
+        queues_toolkit = QueuesToolkit(queues, timeline.record, state.window_of)
         toolkits = [
-            QueuesToolkit(queues, timeline.record, state.window_of),
+            queues_toolkit,
             StorageToolkit(state.storage, state.rooms.broadcast, state.download_url, timeline.record,
                            write_guard=lambda *write: state.faults.write_guard(*write)),
             DeveloperToolkit(state.rooms.record_developer_log),
@@ -164,6 +169,10 @@ class EmulatorState:
         for toolkit in toolkits:
             for tool, handler in toolkit.handlers().items():
                 state.tools[(toolkit.name, tool)] = disk.wrap(toolkit.name, tool, handler)
+        state.tools_now.update(
+            ((queues_toolkit.name, tool), handler)
+            for tool, handler in queues_toolkit.handlers_now().items())
+        state.disk = disk
         return state
 
     async def close(self) -> None:
@@ -184,6 +193,12 @@ class EmulatorState:
         if handler is None or not self.faults.armed(toolkit, tool):
             return handler
         return self.faults.wrap(handler)
+
+    def tool_now(self, toolkit: str, tool: str) -> NowHandler | None:
+        handler = self.tools_now.get((toolkit, tool))
+        if handler is None or (self.disk is not None and self.disk.full) or self.faults.armed(toolkit, tool):
+            return None
+        return handler
 
     @property
     def llm_max_body_bytes(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from localmesh.emulator.calls import Call, Handler
+from localmesh.emulator.calls import Call, Handler, Immediate, NowHandler
 from localmesh.emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
 from localmesh.emulator.queues import Queues
 from localmesh.protocol.grants import QueuesGrant
@@ -104,31 +104,49 @@ class QueuesToolkit:
         await self._queues.open(call.room, name)
         return empty_content()
 
-    async def send(self, call: Call) -> Content:
+    def handlers_now(self) -> dict[str, NowHandler]:
+        """The calls answered without a task when they can be (see ``calls.NowHandler``)."""
+        return {"send": self.send_now, "receive": self.receive_now}
+
+    def _checked_send(self, call: Call) -> tuple[str, dict[str, Any]]:
         args = call.json_arguments()
         name = _queue_name(args)
         if not _grant(call).can_send(name):
             raise _deny(call, f"send on queue {name!r}")
         if "message" not in args:
             raise RoomError(INVALID_REQUEST, "queues.send needs a 'message'")
-        await self._queues.send(
-            call.room, name, args["message"], create=_flag(args, "create", True),
-            accepted=lambda message_id: self._record(
-                call.room, "queue.send", call.participant.name, name, detail=message_id),
-        )
+        return name, args
+
+    def _accepted(self, call: Call, name: str) -> Callable[[int], None]:
+        return lambda message_id: self._record(
+            call.room, "queue.send", call.participant.name, name, detail=message_id)
+
+    async def send(self, call: Call) -> Content:
+        name, args = self._checked_send(call)
+        await self._queues.send(call.room, name, args["message"], create=_flag(args, "create", True),
+                                accepted=self._accepted(call, name))
         return empty_content()
 
-    async def receive(self, call: Call) -> Content:
+    def send_now(self, call: Call) -> Immediate:
+        name, args = self._checked_send(call)
+        _, committed = self._queues.send_now(
+            call.room, name, args["message"], create=_flag(args, "create", True),
+            accepted=self._accepted(call, name))
+        return Immediate(empty_content(), committed)
+
+    def _checked_receive(self, call: Call) -> tuple[str, bool, bool]:
         args = call.json_arguments()
         name = _queue_name(args)
         if not _grant(call).can_receive(name):
             raise _deny(call, f"receive on queue {name!r}")
-        wait = _flag(args, "wait", True)
+        return name, _flag(args, "wait", True), _flag(args, "create", True)
+
+    async def receive(self, call: Call) -> Content:
+        name, wait, create = self._checked_receive(call)
         if wait:
             call.detach()  # a long-poll mostly waits: it must not hold the connection's slots
         taken = await self._queues.take(
-            call.room, name, create=_flag(args, "create", True), wait=wait,
-            window=self._window_of(call.room),
+            call.room, name, create=create, wait=wait, window=self._window_of(call.room),
         )
         if taken is None:
             return empty_content()
@@ -141,6 +159,23 @@ class QueuesToolkit:
             raise
         self._record(call.room, "queue.deliver", call.participant.name, name, detail=taken.id)
         return None
+
+    def receive_now(self, call: Call) -> Immediate | None:
+        """A message in line now is answered at once; anything else (an empty queue, one to
+        create, a long poll) takes the task path."""
+        name, _, _ = self._checked_receive(call)
+        room = call.room
+        taken = self._queues.take_now(room, name)
+        if taken is None:
+            return None
+        return Immediate(
+            QueuedMessage(taken.body), taken.removed,
+            after_commit=lambda: self._queues.removal_settled(room, name, taken),
+            delivered=lambda: self._record(room, "queue.deliver", call.participant.name, name,
+                                           detail=taken.id),
+            # Not delivered (the connection is gone): the message goes back to its place.
+            undelivered=lambda: self._queues.put_back_soon(room, name, taken),
+        )
 
     async def drain(self, call: Call) -> Content:
         name = _queue_name(call.json_arguments())

@@ -216,3 +216,26 @@ async def test_a_taken_message_counts_as_queued_until_its_removal_is_committed()
         assert queues.size("a", "x") == 0 and await queues.list("a") == [("x", 0)]
     finally:
         await store.close()
+
+
+async def test_take_now_counts_as_queued_until_its_removal_is_committed_and_can_go_back() -> None:
+    store = await Store.open(None)
+    try:
+        queues = Queues(store)
+        queues.load()
+        for n in (1, 2):
+            await queues.send("a", "x", {"n": n})
+        taken = queues.take_now("a", "x")
+        assert taken is not None and taken.removed is not None and not taken.removed.done()
+        assert queues.size("a", "x") == 2  # not gone before its removal is on disk
+        await taken.removed
+        queues.removal_settled("a", "x", taken)
+        assert queues.size("a", "x") == 1
+        queues.put_back_soon("a", "x", taken)  # the reply could not be delivered
+        assert queues.size("a", "x") == 2
+        got = [await queues.receive("a", "x", wait=False) for _ in range(2)]
+        assert got == [{"n": 1}, {"n": 2}]  # back in its place: first in line
+        assert queues.take_now("a", "x") is None  # empty: nothing taken, nothing changed
+        assert queues.take_now("a", "nowhere") is None and queues.size("a", "nowhere") == 0
+    finally:
+        await store.close()
