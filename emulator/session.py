@@ -1,7 +1,9 @@
 """One participant's room connection: handshake, decoding, dispatch, bounded writes.
 
-Each request runs in its own task, so a pending long-poll never blocks a send on the
-same socket; a connection has a bounded number of requests in flight (``inflight.py``).
+Messages come to ``_take`` as the websocket protocol parses them (no task wake-up per
+message). A call runs in its own task, so a pending long-poll never blocks a send on the
+same socket, unless it can be answered at once (``_run_now``: a queue send, a receive that
+finds a message); a connection has a bounded number of requests in flight (``inflight.py``).
 Every write goes through the connection's outbox (``outbox.py``), so the packets of two
 messages never interleave and a client that stops reading is cut off, never waited on.
 Bad input gets an error reply (or, when the framing itself is broken and no request id
