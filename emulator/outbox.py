@@ -85,18 +85,6 @@ class Outbox:
             self._room.clear()
         self._wake.set()
 
-    def put_nowait(self, frames: list[bytes]) -> None:
-        """Queue a message without waiting; a full buffer means the client cannot keep up."""
-        if self.closed:
-            raise OutboxClosed(self.reason)
-        size = sum(len(frame) for frame in frames)
-        if not self._fits(size):
-            self.stall(
-                f"the client fell {self.buffered} bytes behind (outbox limit {self.max_bytes})"
-            )
-            raise OutboxClosed(self.reason)
-        self._enqueue(frames, size)
-
     def put_now(self, frames: list[bytes]) -> bool:
         """Queue a message if it fits now; False leaves it to ``put`` (which waits)."""
         if self.closed:
@@ -107,12 +95,19 @@ class Outbox:
         self._enqueue(frames, size)
         return True
 
+    def put_nowait(self, frames: list[bytes]) -> None:
+        """Queue a message without waiting; a full buffer means the client cannot keep up."""
+        if not self.put_now(frames):
+            self.stall(
+                f"the client fell {self.buffered} bytes behind (outbox limit {self.max_bytes})"
+            )
+            raise OutboxClosed(self.reason)
+
     async def put(self, frames: list[bytes]) -> None:
         """Queue a message, waiting up to ``write_timeout`` for room in the buffer."""
-        size = sum(len(frame) for frame in frames)
-        if not self.closed and self._fits(size):  # the usual case: no timer to set up
-            self._enqueue(frames, size)
+        if self.put_now(frames):  # the usual case: no timer to set up
             return
+        size = sum(len(frame) for frame in frames)
         try:
             async with asyncio.timeout(self.write_timeout):
                 while not self.closed and not self._fits(size):

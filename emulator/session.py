@@ -335,9 +335,13 @@ class Session:
         if self._backlog or self._held is not None or self._blocking is not None:
             self._backlog.append((frame, text))  # behind what waits already, in order
             return False
+        return self._handle_guarded(frame, text)
+
+    def _handle_guarded(self, frame: bytes, text: bool) -> bool:
+        """``_handle``, where a bug of ours ends this connection (the server goes on)."""
         try:
             return self._handle(frame, text)
-        except Exception:  # a bug of ours: this connection ends, the server goes on
+        except Exception:
             logger.exception("room %s: failed to handle a message from %s", self.room,
                              self.participant.name)
             self._end_with_close(1011, "localmesh failed to handle a message")
@@ -392,15 +396,7 @@ class Session:
                 return  # still no free slot: a freed one calls this again
             self._held = None
         while self._backlog:
-            frame, text = self._backlog.popleft()
-            try:
-                go_on = self._handle(frame, text)
-            except Exception:
-                logger.exception("room %s: failed to handle a message from %s", self.room,
-                                 self.participant.name)
-                self._end_with_close(1011, "localmesh failed to handle a message")
-                return
-            if not go_on:
+            if not self._handle_guarded(*self._backlog.popleft()):
                 return
         if self._resume_sink is not None:
             self._resume_sink()
@@ -620,9 +616,7 @@ class Session:
         hook = result.delivered if delivered else result.undelivered
         if hook is not None:
             hook()
-        self._record("call" if delivered else "call.unanswered", f"{call.toolkit}.{call.tool}",
-                     None, time.perf_counter() - started,
-                     bounded_arguments(call.summary_arguments, call.request_bytes))
+        self._record_call(call, "call" if delivered else "call.unanswered", None, started)
 
     def _route_chunk(self, header: dict[str, Any], payload: bytes) -> None:
         # Chunks for finished or unknown calls are normal (the client closes lazily): drop them.
@@ -649,8 +643,11 @@ class Session:
             pass  # the connection is gone; the read loop ends the session
         finally:
             self._streams.pop(call.tool_call_id, None)
-            self._record(kind, f"{call.toolkit}.{call.tool}", code, time.perf_counter() - started,
-                         bounded_arguments(call.summary_arguments, call.request_bytes))
+            self._record_call(call, kind, code, started)
+
+    def _record_call(self, call: Call, kind: str, code: int | None, started: float) -> None:
+        self._record(kind, f"{call.toolkit}.{call.tool}", code, time.perf_counter() - started,
+                     bounded_arguments(call.summary_arguments, call.request_bytes))
 
     async def _call(self, call: Call) -> Content | None:
         """Run the call's handler. Returns the error to answer with, or None once answered."""

@@ -178,17 +178,15 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         """Hand a whole data message to the app."""
         if self.close_sent:
             return True  # past websocket.close: reads stay on until the peer's close reply
+        if self._sink is not None:
+            return self._sink(payload, text)
         if text:
-            if self._sink is not None:
-                return self._sink(payload, True)
             try:
                 event: dict[str, Any] = {"type": "websocket.receive", "text": payload.decode()}
             except UnicodeDecodeError:
                 self._fail(CLOSE_INVALID_DATA, "text frame is not UTF-8")
                 return False
         else:
-            if self._sink is not None:
-                return self._sink(payload, False)
             event = {"type": "websocket.receive", "bytes": payload}
         self.queue.put_nowait(event)
         self._waiting_bytes += len(payload)

@@ -17,7 +17,7 @@ try:  # the C helper ships in websockets' wheels; the pure-Python one is the fal
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
-OP_BINARY = 0x2
+from localmesh.protocol.ws_frames import OP_BINARY, frame_header
 
 
 def masked_binary_frames(payloads: list[bytes]) -> bytes:
@@ -25,13 +25,6 @@ def masked_binary_frames(payloads: list[bytes]) -> bytes:
     keys = os.urandom(4 * len(payloads))
     parts: list[bytes] = []
     for index, payload in enumerate(payloads):
-        length = len(payload)
-        if length < 126:
-            header = bytes((0x80 | OP_BINARY, 0x80 | length))
-        elif length < 65536:
-            header = bytes((0x80 | OP_BINARY, 0x80 | 126)) + length.to_bytes(2, "big")
-        else:
-            header = bytes((0x80 | OP_BINARY, 0x80 | 127)) + length.to_bytes(8, "big")
         key = keys[4 * index : 4 * index + 4]
-        parts += (header, key, apply_mask(payload, key))
+        parts += (frame_header(OP_BINARY, len(payload), masked=True), key, apply_mask(payload, key))
     return b"".join(parts)

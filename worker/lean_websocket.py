@@ -35,11 +35,6 @@ from websockets.asyncio.client import ClientConnection
 from websockets.frames import DATA_OPCODES, Frame, Opcode
 from websockets.protocol import State
 
-try:  # the C helper ships in websockets' wheels; the pure-Python one is the fallback
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover
-    from websockets.utils import apply_mask
-
 from localmesh.protocol.ws_frames import FrameReader
 
 logger = logging.getLogger("localmesh.worker.connection")
@@ -124,7 +119,7 @@ class LeanClientConnection(ClientConnection):
             self._reader = FrameReader(
                 masked=False, on_message=self._deliver, on_control=self._control,
                 on_error=self._fail, max_message_size=protocol.max_message_size,
-                max_frame_size=protocol.max_fragment_size, unmask=apply_mask)
+                max_frame_size=protocol.max_fragment_size)  # server frames: never unmasked
             if rest:
                 self.data_received(rest)
             return b""

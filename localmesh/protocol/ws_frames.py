@@ -192,10 +192,12 @@ class FrameReader:
         return 0, False
 
 
-def frame_header(opcode: int, length: int) -> bytes:
-    """An unmasked frame's header (a server's): FIN, the opcode, the payload length."""
+def frame_header(opcode: int, length: int, *, masked: bool = False) -> bytes:
+    """A final frame's header: FIN, the opcode, the mask bit (a client's frames; the 4-byte
+    key follows the header), the payload length."""
+    mask_bit = 0x80 if masked else 0
     if length < 126:
-        return bytes((0x80 | opcode, length))
+        return bytes((0x80 | opcode, mask_bit | length))
     if length < 65536:
-        return bytes((0x80 | opcode, 126)) + length.to_bytes(2, "big")
-    return bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big")
+        return bytes((0x80 | opcode, mask_bit | 126)) + length.to_bytes(2, "big")
+    return bytes((0x80 | opcode, mask_bit | 127)) + length.to_bytes(8, "big")

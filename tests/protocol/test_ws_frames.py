@@ -116,3 +116,17 @@ def test_an_orphan_continuation_and_an_unknown_opcode_fail() -> None:
 def test_the_pure_python_mask_is_the_c_helpers(data, key) -> None:
     assert xor_mask(data, key) == apply_mask(data, key)
     assert xor_mask(xor_mask(data, key), key) == data
+
+
+@given(st.lists(st.binary(max_size=70_000), max_size=4))
+@settings(max_examples=30, deadline=None)
+def test_frame_headers_each_way_read_back(payloads) -> None:
+    from localmesh.protocol.ws_frames import OP_BINARY, frame_header
+
+    client = Collector(True)
+    key = b"\x01\x02\x03\x04"
+    assert client.reader.feed(b"".join(
+        frame_header(OP_BINARY, len(p), masked=True) + key + apply_mask(p, key) for p in payloads))
+    server = Collector(False)
+    assert server.reader.feed(b"".join(frame_header(OP_BINARY, len(p)) + p for p in payloads))
+    assert client.events == server.events == [("bytes", p) for p in payloads]

@@ -19,10 +19,8 @@ def server_frame(opcode: int, payload: bytes, *, masked: bool = False) -> bytes:
     """A frame as a server writes it (unmasked), or a masked one to break the protocol."""
     if not masked:
         return frame_header(opcode, len(payload)) + payload
-    header = bytearray(frame_header(opcode, len(payload)))
-    header[1] |= 0x80
     key = b"\x01\x02\x03\x04"
-    return bytes(header) + key + xor_mask(payload, key)
+    return frame_header(opcode, len(payload), masked=True) + key + xor_mask(payload, key)
 
 
 def message_frames(message_id: int, type: str, header: dict[str, Any], payload: bytes = b"") -> bytes:
