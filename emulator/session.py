@@ -68,6 +68,12 @@ _NOT_EMULATED = frozenset({
 
 ToolLookup = Callable[[str, str], Handler | None]
 NowLookup = Callable[[str, str], NowHandler | None]
+# Calls back once a commit future is done (the store's ``after_commit``: at once).
+AfterCommit = Callable[["asyncio.Future[None]", Callable[[], None]], None]
+
+
+def _after_future(committed: asyncio.Future[None], callback: Callable[[], None]) -> None:
+    committed.add_done_callback(lambda _: callback())
 Abort = Callable[[], None]  # cut the TCP connection at once, with no close handshake
 _CLOSE_REASONS = {
     1000: "closed by the client", 1001: "the client went away",
@@ -115,6 +121,8 @@ class Session:
         accept_headers: list[tuple[bytes, bytes]] | None = None,
         timeline: Timeline | None = None,
         tools_now: NowLookup | None = None,
+        after_commit: AfterCommit | None = None,
+        after_read: Callable[[], None] | None = None,
     ) -> None:
         limits = limits or Limits()
         self.websocket = websocket
@@ -129,6 +137,8 @@ class Session:
         self.attributes: dict[str, Any] = {"name": participant.name}
         self._tools = tools
         self._tools_now = tools_now  # calls answered without a task, when they can be
+        self._after_commit = after_commit or _after_future  # how such a call waits for its commit
+        self._after_read = after_read  # run as each socket read ends (the store commits there)
         self._assembler = PacketAssembler(
             limits.max_message_bytes, max_packet_bytes=limits.max_packet_bytes, budget=budget
         )
@@ -313,7 +323,7 @@ class Session:
         ``_take`` as they are parsed (no task wake-up per message) and this loop only waits
         for the end; on any other websocket each message comes here as an ASGI event."""
         if self._set_sink is not None:
-            earlier = self._set_sink(self._take)
+            earlier = self._set_sink(self._take, self._after_read)
             self._backlog.extend(_payload_of(event) for event in earlier)
             self._go_on()
         while True:
@@ -575,7 +585,7 @@ class Session:
         if committed is None or committed.done():
             self._finish_now(call, result, slot, started)
         else:
-            committed.add_done_callback(lambda _: self._finish_now(call, result, slot, started))
+            self._after_commit(committed, lambda: self._finish_now(call, result, slot, started))
         return True
 
     def _finish_now(self, call: Call, result: Immediate, slot: Slot, started: float) -> None:

@@ -115,8 +115,9 @@ class Store:
         self.blobs = blobs
         self._checkpointer = checkpointer
         self._batch: list[Committed] = []
+        self._after_batch: list[Callable[[], None]] = []  # run as the open batch ends
         self._unlink_after_commit: list[str] = []  # blobs the open batch stops pointing at
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
         self._closed = False
         self._rollback_listeners: list[Callable[[], None]] = []
         self.commits = 0  # how many batches were committed (the benchmark reports writes/commit)
@@ -194,9 +195,8 @@ class Store:
         """Run one write in the open batch, opening one (and scheduling its commit) if needed."""
         if not self._db.in_transaction:
             self._db.execute("BEGIN")
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+            if self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         self.writes += 1
         try:
             return self._db.execute(sql, params)
@@ -214,8 +214,30 @@ class Store:
             future.set_result(None)
         return future
 
+    def after_commit(self, committed: Committed, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once ``committed`` is done (committed or rolled back), right
+        after the commit, in the same callback: a future's own callbacks run one loop pass
+        later, which a reply written from here does not wait for."""
+        if committed.done():  # pending means: of the open batch (see ``committed``)
+            callback()
+        else:
+            self._after_batch.append(callback)
+
+    def commit_if_last(self) -> None:
+        """Commit the open batch now if its scheduled commit is all that is left to run in
+        this turn of the event loop: nothing could join the batch before it anyway (a read
+        that comes in the next pass runs after it), and the loop saves a pass. Called at the
+        end of a socket read."""
+        handle = self._flush_handle
+        if handle is None:
+            return
+        ready = getattr(asyncio.get_running_loop(), "_ready", None)  # CPython's run queue
+        if ready is not None and len(ready) == 1 and ready[0] is handle:
+            ready.pop()
+            self._flush()
+
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        self._flush_handle = None
         if self._closed or not self._db.in_transaction:
             return
         try:
@@ -232,8 +254,18 @@ class Store:
         for future in batch:
             if not future.done():  # a cancelled waiter's future is done already
                 future.set_result(None)
+        self._run_after_batch()
         if self._checkpointer is not None:
             self._checkpointer.nudge()
+
+    def _run_after_batch(self, callbacks: list[Callable[[], None]] | None = None) -> None:
+        if callbacks is None:
+            callbacks, self._after_batch = self._after_batch, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # one caller's bug must not keep the others waiting
+                logger.exception("a commit callback failed")
 
     def _fail_batch(self, reason: str) -> None:
         self._unlink_after_commit = []  # rolled back: the rows point at them again
@@ -248,6 +280,10 @@ class Store:
                 future.set_exception(StoreFailed(reason))
         for listener in self._rollback_listeners:
             listener()
+        if self._after_batch:
+            # On the next pass, as a future's callbacks: this may run inside a caller's write.
+            callbacks, self._after_batch = self._after_batch, []
+            asyncio.get_running_loop().call_soon(self._run_after_batch, callbacks)
 
     async def flushed(self) -> None:
         """Wait until everything written so far is committed."""

@@ -64,7 +64,7 @@ class LeanChannel(NamedTuple):
     send: Callable[[Any], Awaitable[None]]
     send_frames: Callable[[list[bytes]], Awaitable[None]]
     write_frames: Callable[[list[bytes]], bool]
-    set_sink: Callable[[Sink], list[Any]]
+    set_sink: Callable[[Sink, Callable[[], None] | None], list[Any]]
     resume_sink: Callable[[], None]
 
 
@@ -78,6 +78,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         # Where data messages go when the app takes them synchronously (``set_sink``), and
         # whether it said to stop: then bytes are held unparsed until ``resume_sink``.
         self._sink: Sink | None = None
+        self._after_read: Callable[[], None] | None = None
         self._stopped = False
         self._waiting_bytes = 0  # delivered to the app's queue, not yet read
         self._out: list[bytes] = []
@@ -116,6 +117,8 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.transport.pause_reading()
             return
         self._read_on(reader, data)
+        if self._after_read is not None:
+            self._after_read()
 
     def _read_on(self, reader: FrameReader, data: bytes = b"") -> None:
         """Parse ``data`` after what is held, until the sink says stop."""
@@ -129,11 +132,13 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     # ------------------------------------------------------------ the synchronous sink
 
-    def set_sink(self, sink: Sink) -> list[Any]:
+    def set_sink(self, sink: Sink, after_read: Callable[[], None] | None = None) -> list[Any]:
         """From now on hand data messages to ``sink`` as they are parsed, in the callback
         that reads them, instead of queueing ASGI events: no task wake-up per message.
-        Returns the events queued before (the app handles those first, in order)."""
+        ``after_read`` runs as each read from the socket is parsed. Returns the events
+        queued before (the app handles those first, in order)."""
         self._sink = sink
+        self._after_read = after_read
         earlier = []
         while not self.queue.empty():
             event = self.queue.get_nowait()
@@ -346,7 +351,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lean = False
-        self._sink = None
+        self._sink = self._after_read = None
         self._out, self._out_bytes = [], 0
         if self._flush_handle is not None:
             self._flush_handle.cancel()

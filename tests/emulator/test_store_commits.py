@@ -1,0 +1,96 @@
+"""The store's group commit, seen from a caller: when commit callbacks run, and when a batch
+is committed at the end of a read instead of on the next pass of the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+from localmesh.emulator.store import Store
+
+
+async def test_after_commit_runs_in_the_commit_itself_before_a_future_callback() -> None:
+    store = await Store.open(None)
+    try:
+        order: list[str] = []
+        committed = store.append(1, "r", "q", "{}")
+        committed.add_done_callback(lambda _: order.append("future callback"))
+        store.after_commit(committed, lambda: order.append("after_commit"))
+        assert order == []  # nothing before the commit
+        await store.flushed()
+        await asyncio.sleep(0)  # one pass: the future's own callback has run too
+        assert order == ["after_commit", "future callback"]
+        assert committed.result() is None
+    finally:
+        await store.close()
+
+
+async def test_after_commit_of_a_done_commit_runs_at_once() -> None:
+    store = await Store.open(None)
+    try:
+        committed = store.append(1, "r", "q", "{}")
+        await committed
+        ran: list[bool] = []
+        store.after_commit(committed, lambda: ran.append(True))
+        assert ran == [True]
+    finally:
+        await store.close()
+
+
+async def test_a_failing_callback_does_not_keep_the_others_waiting() -> None:
+    store = await Store.open(None)
+    try:
+        ran: list[int] = []
+        committed = store.append(1, "r", "q", "{}")
+        store.after_commit(committed, lambda: 1 / 0)
+        store.after_commit(committed, lambda: ran.append(2))
+        await store.flushed()
+        assert ran == [2]
+    finally:
+        await store.close()
+
+
+async def test_a_rolled_back_batch_calls_back_after_the_rollback_listeners() -> None:
+    store = await Store.open(None)
+    try:
+        order: list[str] = []
+        store.on_rollback(lambda: order.append("listener"))
+        committed = store.append(1, "r", "q", "{}")
+        store.after_commit(committed, lambda: order.append(
+            f"callback sees {type(committed.exception()).__name__}"))
+        try:  # the same id again: SQLite refuses it, and the batch is failed by hand
+            store.append(1, "r", "q", "{}")
+        except sqlite3.IntegrityError:
+            store._fail_batch("a test rolled it back")
+        assert order == ["listener"]  # the callback waits for the next pass: no re-entry
+        await asyncio.sleep(0)
+        assert order == ["listener", "callback sees StoreFailed"]
+    finally:
+        await store.close()
+
+
+async def test_commit_if_last_commits_now_when_nothing_else_is_left_in_the_turn() -> None:
+    store = await Store.open(None)
+    try:
+        committed = store.append(1, "r", "q", "{}")
+        store.commit_if_last()
+        assert committed.done() and store.commits == 1
+        store.commit_if_last()  # nothing open: nothing to do
+        assert store.commits == 1
+    finally:
+        await store.close()
+
+
+async def test_commit_if_last_leaves_the_batch_open_while_other_callbacks_wait() -> None:
+    store = await Store.open(None)
+    try:
+        committed = store.append(1, "r", "q", "{}")
+        joined = asyncio.get_running_loop().create_future()
+        # Scheduled after the commit: it runs after it, in the same pass, as before.
+        asyncio.get_running_loop().call_soon(lambda: joined.set_result(committed.done()))
+        store.commit_if_last()
+        assert not committed.done()
+        assert await joined is True
+        assert store.commits == 1
+    finally:
+        await store.close()
