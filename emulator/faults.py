@@ -320,6 +320,8 @@ class Faults:
 
     def armed(self, toolkit: str, tool: str) -> bool:
         """Whether a call fault that is not spent aims at ``toolkit.tool``."""
+        if not self._faults:  # the usual case, asked on every call
+            return False
         now = self.now()
         return any(
             f.kind in CALL_KINDS and f.aims_at_call(toolkit, tool) and not f.spent(now)

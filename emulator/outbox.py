@@ -89,7 +89,7 @@ class Outbox:
         """Queue a message if it fits now; False leaves it to ``put`` (which waits)."""
         if self.closed:
             raise OutboxClosed(self.reason)
-        size = sum(len(frame) for frame in frames)
+        size = sum(map(len, frames))
         if not self._fits(size):
             return False
         self._enqueue(frames, size)
@@ -107,7 +107,7 @@ class Outbox:
         """Queue a message, waiting up to ``write_timeout`` for room in the buffer."""
         if self.put_now(frames):  # the usual case: no timer to set up
             return
-        size = sum(len(frame) for frame in frames)
+        size = sum(map(len, frames))
         try:
             async with asyncio.timeout(self.write_timeout):
                 while not self.closed and not self._fits(size):

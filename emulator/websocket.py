@@ -57,6 +57,22 @@ COALESCE = 64 * 1024  # payloads up to this size are copied into one write with 
 Sink = Callable[[bytes, bool], bool]
 
 
+# The header of each unmasked binary frame short enough for the 7-bit length (most frames).
+_BINARY_HEADERS = [frame_header(OP_BINARY, length) for length in range(126)]
+
+
+def _joined(frames: list[bytes]) -> bytes | None:
+    """Binary frames with their headers, in one buffer; None when one is too big to copy."""
+    out: list[bytes] = []
+    for frame in frames:
+        length = len(frame)
+        if length > COALESCE:
+            return None
+        out.append(_BINARY_HEADERS[length] if length < 126 else frame_header(OP_BINARY, length))
+        out.append(frame)
+    return b"".join(out)
+
+
 class LeanChannel(NamedTuple):
     """What the app may call on this protocol directly (``LEAN_EXTENSION`` in the scope)."""
 
@@ -282,16 +298,13 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         else with the rest of the turn's output at its end (one write for a burst). Frames
         with a big payload (a file's chunk) take the queue, which writes such a payload as it
         is rather than copying it into a joined buffer."""
-        if self._flush_handle is not None or self._out or any(len(f) > COALESCE for f in frames):
+        joined = None if self._flush_handle is not None or self._out else _joined(frames)
+        if joined is None:
             for frame in frames:
                 self._queue_frame(OP_BINARY, frame)
             return
-        out: list[bytes] = []
-        for frame in frames:
-            out.append(frame_header(OP_BINARY, len(frame)))
-            out.append(frame)
         if not self.transport.is_closing():
-            self.transport.write(b"".join(out))
+            self.transport.write(joined)
         if self._ready_queue is not None and not self._ready_queue:
             # Nothing else runs before the loop next polls (CPython keeps this turn's
             # callbacks in ``_ready``): no write can follow in this turn, so no end of turn

@@ -80,13 +80,23 @@ def packet_count(data: bytes, packet_size: int = PACKET_DATA_SIZE) -> int:
     return (len(data) + packet_size - 1) // packet_size
 
 
+_FIRST_INDEX = (0).to_bytes(_INDEX, "big")
+_SECOND_INDEX = (1).to_bytes(_INDEX, "big")
+_NO_PACKETS = (0).to_bytes(_COUNT, "big")
+_ONE_PACKET = (1).to_bytes(_COUNT, "big")
+
+
 def encode_message(
     message_id: int, type: str, data: bytes, packet_size: int = PACKET_DATA_SIZE
 ) -> list[bytes]:
     """The frames of one message, to be written back to back, never interleaved."""
-    count = packet_count(data, packet_size)
     id_bytes = message_id.to_bytes(_ID, "big")
-    frames = [id_bytes + (0).to_bytes(_INDEX, "big") + count.to_bytes(_COUNT, "big") + type.encode()]
+    if len(data) <= packet_size:  # most messages: one data packet (or none), no slicing
+        if not data:
+            return [id_bytes + _FIRST_INDEX + _NO_PACKETS + type.encode()]
+        return [id_bytes + _FIRST_INDEX + _ONE_PACKET + type.encode(), id_bytes + _SECOND_INDEX + data]
+    count = packet_count(data, packet_size)
+    frames = [id_bytes + _FIRST_INDEX + count.to_bytes(_COUNT, "big") + type.encode()]
     view = memoryview(data)
     for index in range(count):
         chunk = view[index * packet_size : (index + 1) * packet_size]
@@ -280,6 +290,12 @@ def is_valid_unicode(text: str) -> bool:
 MAX_JSON_DEPTH = 256
 
 
+# The C scanner json.loads ends in, called directly: one call instead of four Python-level
+# ones and two whitespace passes. Anything it does not take whole (surrounding whitespace, an
+# error) goes through json.loads, for the same value or the same error message.
+_scan_json = json.JSONDecoder().scan_once
+
+
 def loads_json(text: bytes | str, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse JSON from a peer; anything the parser cannot take is a ``WireError``.
 
@@ -288,14 +304,20 @@ def loads_json(text: bytes | str, what: str, max_depth: int = MAX_JSON_DEPTH) ->
     """
     try:
         # Decoded here: json.loads would first sniff bytes for UTF-16/32, which peers never send.
-        value = json.loads(text.decode() if isinstance(text, bytes) else text)
+        if isinstance(text, bytes):
+            text = text.decode()
+        try:
+            value, end = _scan_json(text, 0)
+        except (StopIteration, ValueError):
+            end = -1
+        if end != len(text):
+            value = json.loads(text)
     except RecursionError:
         raise WireError(f"{what} is nested more than {max_depth} levels deep") from None
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, the int digit limit
         raise WireError(f"{what} is not valid JSON: {error}") from None
-    opening = (b"[", b"{") if isinstance(text, bytes) else ("[", "{")
     # Counting brackets is cheap; only a value with many of them needs walking.
-    if text.count(opening[0]) + text.count(opening[1]) > max_depth and too_deep(value, max_depth):
+    if text.count("[") + text.count("{") > max_depth and too_deep(value, max_depth):
         raise WireError(f"{what} is nested more than {max_depth} levels deep")
     return value
 
