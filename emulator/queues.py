@@ -27,6 +27,7 @@ from typing import Any
 from localmesh.emulator.errors import QUEUE_NOT_FOUND, RoomError
 from localmesh.emulator.namespaces import room_name
 from localmesh.emulator.store import Committed, Store
+from localmesh.protocol.wire import dumps_json
 
 from .clock import Clock, WallClock
 
@@ -132,7 +133,7 @@ class Queues:
         """``send`` without waiting: the message's id and the commit to wait for before
         telling the sender (None: it is already in a waiting receiver's hands)."""
         # ensure_ascii: a lone surrogate in a string stays a faithful \\ud800 escape.
-        body = json.dumps(message)
+        body = dumps_json(message)
         key, created = self._require(room, name, create)
         self._last_id += 1
         message_id = self._last_id

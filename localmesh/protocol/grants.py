@@ -315,10 +315,11 @@ class ApiScope(_Section):
     services: ServicesGrant | None = None
 
     def has(self, section: str) -> bool:
-        return section in type(self).model_fields and getattr(self, section) is not None
+        return section in _SECTIONS and getattr(self, section) is not None
 
 
 API_SECTIONS = tuple(ApiScope.model_fields)
+_SECTIONS = frozenset(API_SECTIONS)  # asked on every call: a set, not pydantic's field table
 # What the SDK's ApiScope.agent_default() grants.
 AGENT_DEFAULT_SECTIONS = (
     "livekit", "queues", "messaging", "dataset", "sqlite", "memory", "sync",

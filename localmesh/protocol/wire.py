@@ -232,9 +232,8 @@ class PacketAssembler:
         self._next_index += 1
 
     def _start(self, message_id: int, frame: bytes) -> Message | Rejected | None:
-        interrupted = self.in_message
-        self._reset()
-        if interrupted:
+        if self.in_message:  # (otherwise the last message's end reset everything already)
+            self._reset()
             raise WireError("a header packet arrived before the previous message was complete")
         if len(frame) < HEADER_PREFIX:
             raise WireError(f"header packet of {len(frame)} bytes has no packet count")
@@ -268,10 +267,32 @@ class PacketAssembler:
 
 
 def pack(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    if not payload and header == _EMPTY:  # the reply to most calls
+        return _EMPTY_ENVELOPE
     # ASCII-escaped, as the SDK writes it: a lone surrogate a client sent in a string
     # (legal JSON: "\\ud800") goes back out as the same escape, never as invalid UTF-8.
     body = json.dumps(header, separators=(",", ":"), default=str).encode("ascii")
     return len(body).to_bytes(ENVELOPE_LENGTH, "big") + body + payload
+
+
+_EMPTY = {"type": "empty"}
+_EMPTY_ENVELOPE = len(b'{"type":"empty"}').to_bytes(ENVELOPE_LENGTH, "big") + b'{"type":"empty"}'
+
+# json.dumps with its defaults, without building an encoder per call (json.dumps makes one
+# each time). Only where C's encoder exists; the pure-Python json module keeps json.dumps.
+# No circular-reference markers: one shared table could keep stale ids after an error.
+_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_chunks = None if _make_encoder is None else _make_encoder(
+    None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+    False, False, True)
+
+
+def dumps_json(value: Any) -> str:
+    """``json.dumps(value)``, the same text, for the hot paths: for values parsed from JSON
+    (which cannot hold themselves; a value that did would raise RecursionError)."""
+    if _encode_chunks is None or isinstance(value, str):
+        return json.dumps(value)
+    return "".join(_encode_chunks(value, 0))
 
 
 def is_valid_unicode(text: str) -> bool:

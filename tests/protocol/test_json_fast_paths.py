@@ -1,5 +1,5 @@
-"""``wire.loads_json``: the same values and the same refusals as ``json.loads``, whatever
-path inside it a text takes (the C scanner alone, or json.loads for whitespace and errors)."""
+"""``wire.loads_json`` and ``wire.dumps_json``: the same values, texts and refusals as
+``json.loads`` and ``json.dumps``, whatever path inside them a value takes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from localmesh.protocol.wire import WireError, loads_json
+from localmesh.protocol.wire import WireError, dumps_json, loads_json, pack, pack_encoded, unpack
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -62,3 +62,14 @@ def test_nesting_past_the_limit_is_refused() -> None:
         loads_json("[" * 6 + "]" * 6, "it", max_depth=5)
     with pytest.raises(WireError, match="nested more than"):
         loads_json("[" * 100_000 + "]" * 100_000, "it")
+
+
+@given(json_values)
+def test_dumps_json_writes_what_json_dumps_writes(value) -> None:
+    assert dumps_json(value) == json.dumps(value)
+
+
+def test_the_empty_envelope_is_the_one_pack_would_write() -> None:
+    assert pack({"type": "empty"}) == pack_encoded(json.dumps(
+        {"type": "empty"}, separators=(",", ":")).encode())
+    assert unpack(pack({"type": "empty"}, b"x")) == ({"type": "empty"}, b"x")
