@@ -35,18 +35,14 @@ from localmesh.protocol.wire import (
     PACKET_DATA_SIZE,
     PACKET_SIZE_HEADER,
     Content,
-    Message,
-    PacketAssembler,
     WireError,
     agreed_packet_size,
     content_from_header,
-    encode_message,
-    pack,
     unpack,
-    unpack_content,
 )
+from localmesh.worker.codec import MessageAssembler, pack_request, unpack_reply
 from localmesh.worker.errors import ConnectionLost, RoomClosed, RoomError
-from localmesh.worker.frames import masked_binary_frames
+from localmesh.worker.frames import masked_message
 from localmesh.worker.lean_websocket import LeanClientConnection
 
 logger = logging.getLogger("localmesh.worker.connection")
@@ -103,7 +99,7 @@ class Connection:
     def __init__(self, ws: LeanClientConnection, *, on_event: EventHandler | None = None) -> None:
         self._ws = ws
         self._on_event = on_event
-        self._assembler = PacketAssembler()
+        self._assembler = MessageAssembler()
         self.packet_size = PACKET_DATA_SIZE  # data bytes per packet this side sends
         self._turn_buffer: list[bytes] | None = None  # messages waiting for the turn's end
         self._turn_bytes = 0  # ... and their size
@@ -214,8 +210,7 @@ class Connection:
         if pending is not None:
             # Registered before the frames go out: the reply may be read at once.
             self._pending[message_id] = pending
-        self._send_now_or_soon(
-            masked_binary_frames(encode_message(message_id, type, data, self.packet_size)))
+        self._send_now_or_soon(masked_message(message_id, type, data, self.packet_size))
         return message_id
 
     async def _until_writable(self) -> None:
@@ -269,7 +264,7 @@ class Connection:
         """Send a message that gets no reply (request chunks, ``set_attributes``)."""
         if self._ws.paused:
             await self._until_writable()
-        self._write_now(type, pack(header, payload), None)
+        self._write_now(type, pack_request(header, payload), None)
 
     async def send_request(
         self,
@@ -287,7 +282,7 @@ class Connection:
         if self._ws.paused:
             await self._until_writable()
         future: asyncio.Future[Content] = self._loop.create_future()
-        self._write_now(type, pack(header, payload), (future, on_orphan))
+        self._write_now(type, pack_request(header, payload), (future, on_orphan))
         return future
 
     async def request(
@@ -303,7 +298,7 @@ class Connection:
             await self._until_writable()  # cancelled here: nothing was sent
         future: asyncio.Future[Content] = self._loop.create_future()
         pending = (future, on_orphan)
-        self._write_now(type, pack(header, payload), pending)
+        self._write_now(type, pack_request(header, payload), pending)
         try:
             content = await future
         except asyncio.CancelledError:
@@ -337,7 +332,10 @@ class Connection:
         if message is None:
             return
         try:
-            self._dispatch(message)
+            if message[1] == "__response__":
+                self._resolve(message[0], message[2])
+            else:
+                self._dispatch(message[1], message[2])
         except Exception:  # a bug here must not leave requests hanging
             logger.exception("room connection reader failed")
             self._ws.transport.abort()  # the connection ends: what is pending fails
@@ -377,39 +375,37 @@ class Connection:
             return ConnectionLost(f"room connection lost before the request completed: {reason}")
         return RoomClosed(f"room connection closed before the request completed: {reason}")
 
-    def _dispatch(self, message: Message) -> None:
-        if message.type == "__response__":
-            self._resolve(message)
-            return
+    def _dispatch(self, type: str, data: bytes) -> None:
+        """A message that is not a reply: a chunk, the handshake's, or an event."""
         try:
-            header, payload = unpack(message.data)
+            header, payload = unpack(data)
         except WireError as error:
-            logger.warning("dropping %s with a bad envelope: %s", message.type, error)
+            logger.warning("dropping %s with a bad envelope: %s", type, error)
             return
-        if message.type == "room.tool_call_response_chunk":
+        if type == "room.tool_call_response_chunk":
             self._route_chunk(header, payload)
-        elif message.type == "room_ready":
+        elif type == "room_ready":
             self.session.room_name = str(header.get("room_name", ""))
             self.session.room_url = str(header.get("room_url", ""))
             self.session.session_id = str(header.get("session_id", ""))
             self._got_room_ready = True
-        elif message.type == "connected":
+        elif type == "connected":
             if header.get("type") == "init":
                 self.session.participant_id = str(header.get("participantId", ""))
                 self.session.attributes = dict(header.get("attributes") or {})
                 self._got_connected = True
         elif self._on_event is not None:
-            self._on_event(message.type, header, payload)
+            self._on_event(type, header, payload)
         if self._got_room_ready and self._got_connected:
             self._ready.set()
 
-    def _resolve(self, message: Message) -> None:
-        pending = self._pending.pop(message.id, None)
+    def _resolve(self, message_id: int, data: bytes) -> None:
+        pending = self._pending.pop(message_id, None)
         if pending is None:
-            logger.debug("ignoring a reply to unknown request %d", message.id)
+            logger.debug("ignoring a reply to unknown request %d", message_id)
             return
         try:
-            content = unpack_content(message.data)
+            content = unpack_reply(data)
         except WireError as error:
             content = Content(
                 {"type": "error", "text": f"malformed reply: {error}",

@@ -1,11 +1,13 @@
 """Client websocket frames, built here and written in one go.
 
 The room protocol sends each packet of a message as its own binary frame: two frames for a
-small message, one per KiB of a large one. Sending them one ``send`` at a time through the
+small message, one per packet of a large one. Sending them one ``send`` at a time through the
 websockets library costs a system call and its bookkeeping per frame; building the masked
 frames of a whole message here and handing them to the transport in one write costs one.
 Reading is lean_websocket.py's; the websockets connection still does the handshake, pings,
 pongs and the close handshake.
+
+Every frame is masked with its own fresh random key, as RFC 6455 (5.3) requires of a client.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ try:  # the C helper ships in websockets' wheels; the pure-Python one is the fal
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
+from localmesh.protocol.wire import encode_message
 from localmesh.protocol.ws_frames import OP_BINARY, frame_header
+
+# The header of a masked binary frame shorter than 126 bytes, by length (a room message's
+# header packet is 16 bytes and its type; most queue messages' data packets are short too).
+_SHORT_HEADERS = tuple(frame_header(OP_BINARY, length, masked=True) for length in range(126))
+_FIRST_INDEX_ONE_PACKET = (0).to_bytes(4, "big") + (1).to_bytes(4, "big")  # header packet 0 of 1
+_SECOND_INDEX = (1).to_bytes(4, "big")  # data packet 1
 
 
 def masked_binary_frames(payloads: list[bytes]) -> bytes:
@@ -28,3 +37,25 @@ def masked_binary_frames(payloads: list[bytes]) -> bytes:
         key = keys[4 * index : 4 * index + 4]
         parts += (frame_header(OP_BINARY, len(payload), masked=True), key, apply_mask(payload, key))
     return b"".join(parts)
+
+
+def masked_message(message_id: int, type: str, data: bytes, packet_size: int) -> bytes:
+    """The masked frames of one message (``encode_message``'s packets), ready to write.
+
+    A message whose data fits one packet (nearly every request) is built here in one go:
+    its header packet and its data packet, each framed and masked with its own key.
+    """
+    if not data or len(data) > packet_size:
+        return masked_binary_frames(encode_message(message_id, type, data, packet_size))
+    id_bytes = message_id.to_bytes(8, "big")
+    head = id_bytes + _FIRST_INDEX_ONE_PACKET + type.encode()
+    body = id_bytes + _SECOND_INDEX + data
+    keys = os.urandom(8)
+    head_key, body_key = keys[:4], keys[4:]
+    size = len(body)
+    return b"".join((
+        _SHORT_HEADERS[len(head)] if len(head) < 126 else frame_header(OP_BINARY, len(head), masked=True),
+        head_key, apply_mask(head, head_key),
+        _SHORT_HEADERS[size] if size < 126 else frame_header(OP_BINARY, size, masked=True),
+        body_key, apply_mask(body, body_key),
+    ))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,20 @@ logger = logging.getLogger("localmesh.worker.room")
 Sleep = Callable[[float], Awaitable[None]]
 # 401 may be a token the server has not seen yet; the SDK retries it too. 403/404 are final.
 _RETRYABLE_STATUSES = frozenset({401, 408, 429, 500, 502, 503, 504})
+
+
+class ToolCallIds:
+    """Fresh ``tool_call_id``s: 32 hex digits like the SDK's uuid4().hex, but a random
+    64-bit prefix drawn once per client and a counter (uuid4 per call costs a system call
+    and an object). The counter outlives reconnects, and the prefix tells clients apart,
+    so an id is never used twice in a room (the server keys chunk streams by it)."""
+
+    def __init__(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self._counter):016x}"
 
 
 def room_websocket_url(base_url: str, room: str) -> str:
@@ -83,6 +98,7 @@ class RoomClient:
         self._background: set[asyncio.Task[Any]] = set()
         self._listeners: dict[str, list[EventHandler]] = {}
         self.reconnects = 0
+        self._call_ids = ToolCallIds()
         # The local participant's attributes: the server's (``name``…) plus ours; re-sent
         # after every reconnect, as the MeshAgent client does.
         self.attributes: dict[str, Any] = {}
@@ -272,7 +288,7 @@ class RoomClient:
             "toolkit": toolkit,
             "tool": tool,
             "arguments": arguments.header,
-            "tool_call_id": uuid.uuid4().hex,
+            "tool_call_id": self._call_ids.next(),
             "participant_id": participant_id,  # None: a toolkit built into the room
             "on_behalf_of_id": None,
         }
@@ -291,7 +307,9 @@ class RoomClient:
         Returns the reply content; an ``error`` reply raises ``RoomError``.
         """
         content = as_content(arguments)
-        connection = await self.connection()
+        connection = self._connection
+        if connection is None or connection._finished or self._final_error is not None:
+            connection = await self.connection()  # not connected: wait for it, or raise
         return await connection.request(
             "room.invoke_tool",
             self._tool_header(toolkit, tool, content, participant_id),

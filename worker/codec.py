@@ -1,0 +1,120 @@
+"""The client's hot path through the wire format: the same bytes and the same errors as
+``localmesh.protocol.wire``, in fewer Python calls.
+
+Every queue operation is one request out and one reply in, so what the codec spends per
+message is the client's cost per operation. ``wire`` serves both ends (the server's
+assembler enforces limits and budgets a client has no use for); the functions here do a
+client's common case inline and leave everything unusual to ``wire``, so an odd message
+gets exactly the answer it would get there.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from localmesh.protocol.wire import (
+    CONTENT_TYPES,
+    DATA_PREFIX,
+    ENVELOPE_LENGTH,
+    HEADER_PREFIX,
+    Content,
+    WireError,
+    loads_json,
+    pack,
+    unpack_content,
+)
+
+_TRACE_KEY = "__meshagent__"  # the SDK's OpenTelemetry key: wire.unpack drops it too
+
+# ``json.dumps(header, separators=(",", ":"), default=str)`` (what ``wire.pack`` writes)
+# without building an encoder per call. Only where C's encoder exists.
+_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_header = None if _make_encoder is None else _make_encoder(
+    None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+
+
+def pack_request(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    """``wire.pack(header, payload)``, the same bytes. Anything the prebuilt encoder cannot
+    take (a header that contains itself) goes through ``wire.pack`` for its error."""
+    if _encode_header is None:
+        return pack(header, payload)
+    try:
+        body = "".join(_encode_header(header, 0)).encode("ascii")
+    except Exception:
+        return pack(header, payload)
+    return len(body).to_bytes(ENVELOPE_LENGTH, "big") + body + payload
+
+
+def unpack_reply(data: bytes) -> Content:
+    """``wire.unpack_content(data)``: a reply's envelope as a content, or ``WireError``."""
+    size = len(data)
+    if size >= ENVELOPE_LENGTH:
+        end = ENVELOPE_LENGTH + int.from_bytes(data[:ENVELOPE_LENGTH], "big")
+        if end <= size:
+            header = loads_json(data[ENVELOPE_LENGTH:end], "envelope header")
+            if type(header) is dict and header.get("type") in CONTENT_TYPES:
+                header.pop(_TRACE_KEY, None)
+                return Content(header, data[end:])
+    return unpack_content(data)  # malformed: wire says what is wrong
+
+
+class MessageAssembler:
+    """``wire.PacketAssembler`` without limits (a client's, as ``Connection`` always used
+    it): frames in, ``(id, type, data)`` out, one call per frame. The same ``WireError``s,
+    and ready for the next header packet after one."""
+
+    __slots__ = ("_id", "_type", "_expected", "_next_index", "_parts")
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._id = -1
+        self._type = ""
+        self._expected = 0
+        self._next_index = 0  # 0: a header packet comes next
+        self._parts: list[bytes] = []
+
+    def feed(self, frame: bytes) -> tuple[int, str, bytes] | None:
+        """Take one frame; return the message it completes, if it does."""
+        if len(frame) < DATA_PREFIX:
+            self._reset()
+            raise WireError(f"frame of {len(frame)} bytes is shorter than a packet prefix")
+        message_id = int.from_bytes(frame[:8], "big")
+        index = int.from_bytes(frame[8:DATA_PREFIX], "big")
+        if index == 0:
+            if self._next_index:
+                self._reset()
+                raise WireError("a header packet arrived before the previous message was complete")
+            if len(frame) < HEADER_PREFIX:
+                raise WireError(f"header packet of {len(frame)} bytes has no packet count")
+            try:
+                message_type = frame[HEADER_PREFIX:].decode()
+            except UnicodeDecodeError as error:
+                raise WireError(f"message type is not UTF-8: {error}") from None
+            count = int.from_bytes(frame[DATA_PREFIX:HEADER_PREFIX], "big")
+            if count == 0:
+                return message_id, message_type, b""
+            self._id, self._type, self._expected, self._next_index = (
+                message_id, message_type, count, 1)
+            return None
+        if index != self._next_index or message_id != self._id:
+            expected = (f"packet {self._next_index} of message {self._id}" if self._next_index
+                        else "a header packet")
+            self._reset()
+            raise WireError(f"got packet {index} of message {message_id}, expected {expected}")
+        if index == self._expected:
+            parts = self._parts
+            if parts:
+                parts.append(frame[DATA_PREFIX:])
+                data = b"".join(parts)
+                self._parts = []
+            else:
+                data = frame[DATA_PREFIX:]
+            message = self._id, self._type, data
+            self._next_index = 0
+            return message
+        self._parts.append(frame[DATA_PREFIX:])
+        self._next_index = index + 1
+        return None
