@@ -25,6 +25,7 @@ from localmesh.protocol.ws_frames import OP_BINARY, frame_header
 # The header of a masked binary frame shorter than 126 bytes, by length (a room message's
 # header packet is 16 bytes and its type; most queue messages' data packets are short too).
 _SHORT_HEADERS = tuple(frame_header(OP_BINARY, length, masked=True) for length in range(126))
+_MEDIUM_HEADER = frame_header(OP_BINARY, 126, masked=True)[:2]  # then the length in 2 bytes
 _FIRST_INDEX_ONE_PACKET = (0).to_bytes(4, "big") + (1).to_bytes(4, "big")  # header packet 0 of 1
 _SECOND_INDEX = (1).to_bytes(4, "big")  # data packet 1
 
@@ -53,9 +54,14 @@ def masked_message(message_id: int, type: str, data: bytes, packet_size: int) ->
     keys = os.urandom(8)
     head_key, body_key = keys[:4], keys[4:]
     size = len(body)
+    if size < 126:
+        body_header = _SHORT_HEADERS[size]
+    elif size < 65536:  # a data packet of a typical queue message, JSON arguments and all
+        body_header = _MEDIUM_HEADER + size.to_bytes(2, "big")
+    else:
+        body_header = frame_header(OP_BINARY, size, masked=True)
     return b"".join((
         _SHORT_HEADERS[len(head)] if len(head) < 126 else frame_header(OP_BINARY, len(head), masked=True),
         head_key, apply_mask(head, head_key),
-        _SHORT_HEADERS[size] if size < 126 else frame_header(OP_BINARY, size, masked=True),
-        body_key, apply_mask(body, body_key),
+        body_header, body_key, apply_mask(body, body_key),
     ))

@@ -282,12 +282,13 @@ class RoomClient:
     # ------------------------------------------------------------ invoking tools
 
     def _tool_header(
-        self, toolkit: str, tool: str, arguments: Content, participant_id: str | None = None
+        self, toolkit: str, tool: str, arguments: dict[str, Any], participant_id: str | None = None
     ) -> dict[str, Any]:
+        """The ``room.invoke_tool`` header, ``arguments`` being a content's header."""
         return {
             "toolkit": toolkit,
             "tool": tool,
-            "arguments": arguments.header,
+            "arguments": arguments,
             "tool_call_id": self._call_ids.next(),
             "participant_id": participant_id,  # None: a toolkit built into the room
             "on_behalf_of_id": None,
@@ -306,14 +307,19 @@ class RoomClient:
 
         Returns the reply content; an ``error`` reply raises ``RoomError``.
         """
-        content = as_content(arguments)
+        if type(arguments) is dict:  # most calls: json content, built here
+            header: dict[str, Any] = {"type": "json", "json": arguments}
+            payload = b""
+        else:
+            content = as_content(arguments)
+            header, payload = content.header, content.payload
         connection = self._connection
-        if connection is None or connection._finished or self._final_error is not None:
+        if connection is None or not connection.is_open or self._final_error is not None:
             connection = await self.connection()  # not connected: wait for it, or raise
         return await connection.request(
             "room.invoke_tool",
-            self._tool_header(toolkit, tool, content, participant_id),
-            content.payload,
+            self._tool_header(toolkit, tool, header, participant_id),
+            payload,
             on_orphan=on_orphan,
         )
 
@@ -340,7 +346,7 @@ class RoomClient:
     async def open_tool_stream(self, toolkit: str, tool: str) -> ToolStream:
         """Start a streamed tool call (§4.4); use the result as an async context manager."""
         connection = await self.connection()
-        header = self._tool_header(toolkit, tool, control_open())
+        header = self._tool_header(toolkit, tool, control_open().header)
         stream = connection.open_stream(header["tool_call_id"])
         try:
             reply = await connection.send_request("room.invoke_tool", header)

@@ -149,3 +149,17 @@ def test_every_frame_has_its_own_nonzero_random_key() -> None:
         assert written[1] & 0x80 and written[6 + head_length + 1] & 0x80  # both masked
     assert len(set(keys)) == len(keys)
     assert bytes(4) not in keys
+
+
+# Data sizes on each side of the frame-length forms (7-bit, 16-bit, 64-bit: a data packet is
+# 12 bytes of prefix and the data) and of the packet size.
+@pytest.mark.parametrize("size", [0, 1, 113, 114, 115, 1023, 1024, 1025, 65523, 65524, 65525, 70000])
+@pytest.mark.parametrize("packet_size", [PACKET_DATA_SIZE, 1024 * 1024])
+@pytest.mark.parametrize("type", ["room.invoke_tool", "t" * 110, "t" * 200],
+                         ids=["short-type", "126-byte-header-packet", "long-type"])
+def test_messages_at_each_frame_length_boundary_are_framed_as_wire_packs_them(
+    size, packet_size, type
+) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    written = masked_message(7, type, data, packet_size)
+    assert read_client_frames(written) == encode_message(7, type, data, packet_size)
