@@ -46,8 +46,13 @@ def pack_request(header: dict[str, Any], payload: bytes = b"") -> bytes:
     return len(body).to_bytes(ENVELOPE_LENGTH, "big") + body + payload
 
 
+_EMPTY_REPLY = pack({"type": "empty"})  # the reply to a send (and to most calls), as the server packs it
+
+
 def unpack_reply(data: bytes) -> Content:
     """``wire.unpack_content(data)``: a reply's envelope as a content, or ``WireError``."""
+    if data == _EMPTY_REPLY:
+        return Content({"type": "empty"})  # a fresh header: the caller may keep or change it
     size = len(data)
     if size >= ENVELOPE_LENGTH:
         end = ENVELOPE_LENGTH + int.from_bytes(data[:ENVELOPE_LENGTH], "big")

@@ -61,6 +61,14 @@ def test_a_reply_unpacks_as_wire_unpacks_it(kind, header, payload, traced) -> No
     assert unpack_reply(data) == unpack_content(data)
 
 
+def test_the_empty_reply_unpacks_to_a_fresh_empty_content_each_time() -> None:
+    data = pack({"type": "empty"})
+    first, second = unpack_reply(data), unpack_reply(data)
+    assert first == second == unpack_content(data)
+    first.header["changed"] = True
+    assert second.header == {"type": "empty"}
+
+
 @pytest.mark.parametrize("data", [
     b"", b"\x00\x00", (100).to_bytes(8, "big") + b"{}", pack({"type": "nonsense"}), pack({"no": "type"}),
     (2).to_bytes(8, "big") + b"[]", (3).to_bytes(8, "big") + b"{x}", (1).to_bytes(8, "big") + b"\xff",
