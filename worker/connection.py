@@ -306,7 +306,7 @@ class Connection:
             # (a queue message, say) goes to the orphan handler instead of vanishing.
             _abandon(pending)
             raise
-        if content.type == "error":
+        if content.header["type"] == "error":  # (the header, not the property: a call less)
             raise_for_error(content)
         return content
 

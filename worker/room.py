@@ -421,13 +421,15 @@ class QueuesClient:
 
 
 def _queue_message(content: Content) -> Any:
-    if content.type == "json":
-        return content.header.get("json")
-    if content.type == "text":
-        return content.header.get("text")
-    if content.type == "empty":
+    header = content.header
+    kind = header["type"]
+    if kind == "json":
+        return header.get("json")
+    if kind == "text":
+        return header.get("text")
+    if kind == "empty":
         return None
-    raise RoomError(f"unexpected return type from queues.receive: {content.type}",
+    raise RoomError(f"unexpected return type from queues.receive: {kind}",
                     UNEXPECTED_RESPONSE_TYPE)
 
 
