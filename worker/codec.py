@@ -11,6 +11,7 @@ gets exactly the answer it would get there.
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 from localmesh.protocol.wire import (
@@ -25,6 +26,8 @@ from localmesh.protocol.wire import (
     unpack_content,
 )
 
+_ID_AND_INDEX = struct.Struct(">QI")  # a packet's message id and packet index
+_COUNT = struct.Struct(">I")  # a header packet's count of data packets, after them
 _TRACE_KEY = "__meshagent__"  # the SDK's OpenTelemetry key: wire.unpack drops it too
 
 # ``json.dumps(header, separators=(",", ":"), default=str)`` (what ``wire.pack`` writes)
@@ -83,22 +86,22 @@ class MessageAssembler:
 
     def feed(self, frame: bytes) -> tuple[int, str, bytes] | None:
         """Take one frame; return the message it completes, if it does."""
-        if len(frame) < DATA_PREFIX:
+        size = len(frame)
+        if size < DATA_PREFIX:
             self._reset()
-            raise WireError(f"frame of {len(frame)} bytes is shorter than a packet prefix")
-        message_id = int.from_bytes(frame[:8], "big")
-        index = int.from_bytes(frame[8:DATA_PREFIX], "big")
+            raise WireError(f"frame of {size} bytes is shorter than a packet prefix")
+        message_id, index = _ID_AND_INDEX.unpack_from(frame)
         if index == 0:
             if self._next_index:
                 self._reset()
                 raise WireError("a header packet arrived before the previous message was complete")
-            if len(frame) < HEADER_PREFIX:
-                raise WireError(f"header packet of {len(frame)} bytes has no packet count")
+            if size < HEADER_PREFIX:
+                raise WireError(f"header packet of {size} bytes has no packet count")
             try:
                 message_type = frame[HEADER_PREFIX:].decode()
             except UnicodeDecodeError as error:
                 raise WireError(f"message type is not UTF-8: {error}") from None
-            count = int.from_bytes(frame[DATA_PREFIX:HEADER_PREFIX], "big")
+            count = _COUNT.unpack_from(frame, DATA_PREFIX)[0]
             if count == 0:
                 return message_id, message_type, b""
             self._id, self._type, self._expected, self._next_index = (

@@ -60,8 +60,9 @@ def masked_message(message_id: int, type: str, data: bytes, packet_size: int) ->
         body_header = _MEDIUM_HEADER + size.to_bytes(2, "big")
     else:
         body_header = frame_header(OP_BINARY, size, masked=True)
+    head_size = len(head)
     return b"".join((
-        _SHORT_HEADERS[len(head)] if len(head) < 126 else frame_header(OP_BINARY, len(head), masked=True),
+        _SHORT_HEADERS[head_size] if head_size < 126 else frame_header(OP_BINARY, head_size, masked=True),
         head_key, apply_mask(head, head_key),
         body_header, body_key, apply_mask(body, body_key),
     ))
