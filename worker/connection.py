@@ -412,10 +412,10 @@ class Connection:
                  "code": UNEXPECTED_RESPONSE_TYPE}
             )
         future = pending[0]
-        if future.cancelled():
-            _hand_to_orphan_handler(pending, content)
-        elif not future.done():
+        if not future.done():
             future.set_result(content)
+        elif future.cancelled():
+            _hand_to_orphan_handler(pending, content)
 
     def _route_chunk(self, header: dict[str, Any], payload: bytes) -> None:
         stream = self._streams.get(str(header.get("tool_call_id")))
