@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from localmesh.protocol.wire import (
@@ -26,6 +27,8 @@ from localmesh.protocol.wire import (
     unpack_content,
 )
 
+OnMessage = Callable[[int, str, bytes], None]  # a whole message: its id, type and data
+OnError = Callable[[WireError], None]  # a frame that breaks the wire format
 _ID_AND_INDEX = struct.Struct(">QI")  # a packet's message id and packet index
 _COUNT = struct.Struct(">I")  # a header packet's count of data packets, after them
 _TRACE_KEY = "__meshagent__"  # the SDK's OpenTelemetry key: wire.unpack drops it too
@@ -69,12 +72,15 @@ def unpack_reply(data: bytes) -> Content:
 
 class MessageAssembler:
     """``wire.PacketAssembler`` without limits (a client's, as ``Connection`` always used
-    it): frames in, ``(id, type, data)`` out, one call per frame. The same ``WireError``s,
-    and ready for the next header packet after one."""
+    it), as a sink: each frame in with one call, each whole message out to ``on_message(id,
+    type, data)``, and a frame that breaks the format to ``on_error`` with ``wire``'s
+    ``WireError`` (the assembler is then ready for the next header packet, as ``wire``'s is)."""
 
-    __slots__ = ("_id", "_type", "_expected", "_next_index", "_parts")
+    __slots__ = ("_on_message", "_on_error", "_id", "_type", "_expected", "_next_index", "_parts")
 
-    def __init__(self) -> None:
+    def __init__(self, on_message: OnMessage, on_error: OnError) -> None:
+        self._on_message = on_message
+        self._on_error = on_error
         self._reset()
 
     def _reset(self) -> None:
@@ -84,34 +90,36 @@ class MessageAssembler:
         self._next_index = 0  # 0: a header packet comes next
         self._parts: list[bytes] = []
 
-    def feed(self, frame: bytes) -> tuple[int, str, bytes] | None:
-        """Take one frame; return the message it completes, if it does."""
+    def _refuse(self, reason: str, *, reset: bool = True) -> None:
+        if reset:
+            self._reset()
+        self._on_error(WireError(reason))
+
+    def feed(self, frame: bytes) -> None:
+        """Take one frame (a packet)."""
         size = len(frame)
         if size < DATA_PREFIX:
-            self._reset()
-            raise WireError(f"frame of {size} bytes is shorter than a packet prefix")
+            return self._refuse(f"frame of {size} bytes is shorter than a packet prefix")
         message_id, index = _ID_AND_INDEX.unpack_from(frame)
         if index == 0:
             if self._next_index:
-                self._reset()
-                raise WireError("a header packet arrived before the previous message was complete")
+                return self._refuse("a header packet arrived before the previous message was complete")
             if size < HEADER_PREFIX:
-                raise WireError(f"header packet of {size} bytes has no packet count")
+                return self._refuse(f"header packet of {size} bytes has no packet count", reset=False)
             try:
                 message_type = frame[HEADER_PREFIX:].decode()
             except UnicodeDecodeError as error:
-                raise WireError(f"message type is not UTF-8: {error}") from None
+                return self._refuse(f"message type is not UTF-8: {error}", reset=False)
             count = _COUNT.unpack_from(frame, DATA_PREFIX)[0]
             if count == 0:
-                return message_id, message_type, b""
+                return self._on_message(message_id, message_type, b"")
             self._id, self._type, self._expected, self._next_index = (
                 message_id, message_type, count, 1)
             return None
         if index != self._next_index or message_id != self._id:
             expected = (f"packet {self._next_index} of message {self._id}" if self._next_index
                         else "a header packet")
-            self._reset()
-            raise WireError(f"got packet {index} of message {message_id}, expected {expected}")
+            return self._refuse(f"got packet {index} of message {message_id}, expected {expected}")
         if index == self._expected:
             parts = self._parts
             if parts:
@@ -120,9 +128,8 @@ class MessageAssembler:
                 self._parts = []
             else:
                 data = frame[DATA_PREFIX:]
-            message = self._id, self._type, data
             self._next_index = 0
-            return message
+            return self._on_message(self._id, self._type, data)
         self._parts.append(frame[DATA_PREFIX:])
         self._next_index = index + 1
         return None

@@ -6,9 +6,9 @@ here speaks ``localmesh.protocol.wire``: frames in, ``(id, type, data)`` message
 The cost per message is the client's cost per queue operation, so both directions are lean:
 
 - reading: there is no reader task. ``LeanClientConnection`` (lean_websocket.py) parses data
-  frames as the socket delivers them and calls ``_receive`` with each one, which assembles the
-  packets and resolves the request's future in the same call (one loop turn from the socket to
-  the waiting caller);
+  frames as the socket delivers them and hands each one to the packet assembler (codec.py),
+  which hands each whole message to ``_on_message``: the request's future is resolved in the
+  same call (one loop turn from the socket to the waiting caller);
 - writing: a request is written synchronously, all its frames in one ``write`` (never half a
   message, whatever happens to the caller afterwards); only when the socket is paused (its
   buffer over the high-water mark) does a writer wait, before writing, until it drains. The
@@ -99,7 +99,7 @@ class Connection:
     def __init__(self, ws: LeanClientConnection, *, on_event: EventHandler | None = None) -> None:
         self._ws = ws
         self._on_event = on_event
-        self._assembler = MessageAssembler()
+        self._assembler = MessageAssembler(self._on_message, self._on_bad_packet)
         self.packet_size = PACKET_DATA_SIZE  # data bytes per packet this side sends
         self._turn_buffer: list[bytes] | None = None  # messages waiting for the turn's end
         self._turn_bytes = 0  # ... and their size
@@ -120,7 +120,7 @@ class Connection:
         # None on another loop, where every write then schedules the end of its turn).
         self._ready_queue: Sized | None = getattr(self._loop, "_ready", None)
         # Messages that came with the handshake are handed over at once, in order.
-        ws.attach(self._receive, self._finish)
+        ws.attach(self._assembler.feed, self._finish)
 
     # ------------------------------------------------------------ opening and closing
 
@@ -322,20 +322,18 @@ class Connection:
 
     # ------------------------------------------------------------ reading
 
-    def _receive(self, frame: bytes) -> None:
-        """One binary websocket message (a packet), called as the socket delivers it."""
+    # Each binary websocket message (a packet) goes to the assembler as the socket delivers
+    # it; the assembler hands each whole message here, in the same call.
+
+    def _on_bad_packet(self, error: WireError) -> None:
+        logger.warning("dropping a malformed message: %s", error)
+
+    def _on_message(self, message_id: int, type: str, data: bytes) -> None:
         try:
-            message = self._assembler.feed(frame)
-        except WireError as error:
-            logger.warning("dropping a malformed message: %s", error)
-            return
-        if message is None:
-            return
-        try:
-            if message[1] == "__response__":
-                self._resolve(message[0], message[2])
+            if type == "__response__":
+                self._resolve(message_id, data)
             else:
-                self._dispatch(message[1], message[2])
+                self._dispatch(type, data)
         except Exception:  # a bug here must not leave requests hanging
             logger.exception("room connection reader failed")
             self._ws.transport.abort()  # the connection ends: what is pending fails

@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from localmesh.protocol.wire import encode_message, json_content
 from localmesh.protocol.ws_frames import OP_BINARY
 from localmesh.worker.connection import Connection
-from localmesh.worker.errors import ConnectionLost
+from localmesh.worker.errors import ConnectionLost, RoomError
 from localmesh.worker.lean_websocket import LeanClientConnection
 
 BOUND = 10.0
@@ -252,3 +252,28 @@ async def test_a_pipelined_burst_round_trips_in_order(room, loop_queue_visible) 
         got = await asyncio.gather(*(room.queues.receive("burst", wait=False)
                                      for _ in range(64)))
     assert [message["n"] for message in got] == list(range(64))
+
+
+async def test_malformed_packets_are_dropped_and_the_connection_goes_on(caplog) -> None:
+    """A packet out of order or too short is logged and dropped (the assembler starts over at
+    the next header packet); a reply whose envelope is broken resolves its request with an
+    error; the next well-formed reply still reaches its request."""
+    async with RawRoomServer(first=greeting()) as server:
+        connection = await Connection.open(server.url, "token", timeout=BOUND)
+        broken = asyncio.create_task(connection.request("room.invoke_tool", {"tool": "x"}))
+        fine = asyncio.create_task(connection.request("room.invoke_tool", {"tool": "y"}))
+        async with asyncio.timeout(BOUND):
+            first, second = await server.messages.get(), await server.messages.get()
+            header_packet, data_packet = encode_message(first.id, "__response__", b"\x00" * 8 + b"{")
+            server.write(frames_of([
+                b"short",  # shorter than a packet prefix
+                data_packet,  # a data packet with no header packet before it
+                header_packet, data_packet,  # a whole reply with a broken envelope
+            ]) + response(second.id, {"ok": 2}))
+            with pytest.raises(RoomError, match="malformed reply"):
+                await broken
+            assert (await fine).header == {"type": "json", "json": {"ok": 2}}
+        assert "shorter than a packet prefix" in caplog.text
+        assert f"got packet 1 of message {first.id}, expected a header packet" in caplog.text
+        assert connection.is_open
+        await connection.close()
