@@ -23,7 +23,7 @@ from localmesh.protocol.wire import encode_message
 from localmesh.protocol.ws_frames import OP_BINARY, frame_header
 
 # The header of a masked binary frame shorter than 126 bytes, by length (a room message's
-# header packet is 16 bytes and its type; most queue messages' data packets are short too).
+# header packet: 16 bytes and its type; a short data packet).
 _SHORT_HEADERS = tuple(frame_header(OP_BINARY, length, masked=True) for length in range(126))
 _MEDIUM_HEADER = frame_header(OP_BINARY, 126, masked=True)[:2]  # then the length in 2 bytes
 _FIRST_INDEX_ONE_PACKET = (0).to_bytes(4, "big") + (1).to_bytes(4, "big")  # header packet 0 of 1
