@@ -28,8 +28,8 @@ async def test_a_receive_cancelled_after_its_reply_arrived_puts_the_message_back
         connection = await rx.connection()
         resolve = connection._resolve
 
-        def resolve_then_cancel(message):
-            resolve(message)  # the request's future now holds the message...
+        def resolve_then_cancel(message_id, data):
+            resolve(message_id, data)  # the request's future now holds the message...
             receiving.cancel()  # ...and its task is cancelled before it wakes up
 
         connection._resolve = resolve_then_cancel
