@@ -131,6 +131,8 @@ class Immediate:
 
     content: Content
     committed: asyncio.Future[None] | None = None
+    # Answer on the loop's next pass, not at once: callbacks the call scheduled go first.
+    later: bool = False
     after_commit: Callable[[], None] | None = None
     delivered: Callable[[], None] | None = None
     undelivered: Callable[[], None] | None = None

@@ -64,6 +64,7 @@ class Queues:
         # Each resolved with a message, or None when released (see ``release``).
         self._waiters: dict[_QueueKey, deque[asyncio.Future[Taken | None]]] = {}
         self._waiter_added = asyncio.Event()  # replaced each time it fires (test hook)
+        self.hand_offs = 0  # messages handed straight to a waiting receiver, so far
         store.on_rollback(self.load)
 
     def load(self) -> None:
@@ -149,6 +150,7 @@ class Queues:
             waiter = waiters.popleft()
             if not waiter.done():  # a receiver that gave up removes itself, but not at once
                 waiter.set_result(taken)
+                self.hand_offs += 1
                 return taken.removed if taken.removed is not None and not taken.removed.done() else None
         self._sizes[key] = self._sizes.get(key, 0) + 1
         return self._store.append(taken.id, key[0], key[1], taken.body)

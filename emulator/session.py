@@ -589,7 +589,9 @@ class Session:
         if result is None:
             return False
         committed = result.committed
-        if committed is None or committed.done():
+        if result.later and (committed is None or committed.done()):
+            asyncio.get_running_loop().call_soon(self._finish_now, call, result, slot, started)
+        elif committed is None or committed.done():
             self._finish_now(call, result, slot, started)
         else:
             self._after_commit(committed, self._finish_now, call, result, slot, started)

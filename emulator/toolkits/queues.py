@@ -129,10 +129,13 @@ class QueuesToolkit:
 
     def send_now(self, call: Call) -> Immediate:
         name, args = self._checked_send(call)
+        hand_offs = self._queues.hand_offs
         _, committed = self._queues.send_now(
             call.room, name, args["message"], create=_flag(args, "create", True),
             accepted=self._accepted(call, name))
-        return Immediate(empty_content(), committed)
+        # Handed to a long-polling receiver, whose task is woken: its delivery goes out
+        # before this reply (the receiver waits; the sender only learns it is sent).
+        return Immediate(empty_content(), committed, later=self._queues.hand_offs != hand_offs)
 
     def _checked_receive(self, call: Call) -> tuple[str, bool, bool]:
         args = call.json_arguments()
