@@ -31,7 +31,7 @@ class CallPeer(Protocol):
     ) -> None: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One ``room.invoke_tool`` request, as a handler sees it."""
 
