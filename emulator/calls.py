@@ -25,6 +25,7 @@ class CallPeer(Protocol):
     async def reply(
         self, message_id: int, content: Content, *, budget: FrameBudget | None = None
     ) -> None: ...
+    def reply_now(self, message_id: int, content: Content) -> bool: ...
     async def send(
         self, type: str, header: dict[str, Any], payload: bytes = b"",
         *, budget: FrameBudget | None = None,
@@ -131,8 +132,6 @@ class Immediate:
 
     content: Content
     committed: asyncio.Future[None] | None = None
-    # Answer on the loop's next pass, not at once: callbacks the call scheduled go first.
-    later: bool = False
     after_commit: Callable[[], None] | None = None
     delivered: Callable[[], None] | None = None
     undelivered: Callable[[], None] | None = None

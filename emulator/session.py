@@ -272,6 +272,17 @@ class Session:
     ) -> None:
         await self._write(message_id, "__response__", content.pack(), budget)
 
+    def reply_now(self, message_id: int, content: Content) -> bool:
+        """Queue a reply without waiting if it can be now (no drop fault counts this
+        connection's frames, the outbox has room, it is open); False leaves it to ``reply``."""
+        if self._frame_budget is not None:
+            return False
+        frames = encode_message(message_id, "__response__", content.pack(), self._packet_size)
+        try:
+            return self._outbox.put_now(frames)
+        except OutboxClosed:
+            return False
+
     def _stalled(self, reason: str) -> None:
         self._close_reason = self._close_reason or f"cut off by localmesh: {reason}"
         logger.warning("room %s: dropping stuck participant %s: %s", self.room, self.participant.name, reason)
@@ -589,9 +600,7 @@ class Session:
         if result is None:
             return False
         committed = result.committed
-        if result.later and (committed is None or committed.done()):
-            asyncio.get_running_loop().call_soon(self._finish_now, call, result, slot, started)
-        elif committed is None or committed.done():
+        if committed is None or committed.done():
             self._finish_now(call, result, slot, started)
         else:
             self._after_commit(committed, self._finish_now, call, result, slot, started)

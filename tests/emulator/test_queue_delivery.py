@@ -74,3 +74,44 @@ async def test_a_long_poller_is_sent_the_message_before_its_sender_is_answered()
         order = [(event.kind, event.participant) for event in server.history.events("r")
                  if event.kind == "queue.deliver" or (event.kind == "call" and event.participant == "tx")]
         assert order == [("queue.deliver", "rx"), ("call", "tx")]
+
+
+async def test_a_long_poll_answered_by_the_hand_off_is_not_put_back_when_cancelled() -> None:
+    store = await Store.open(None)
+    queues = Queues(store)
+    try:
+        written: list[int] = []
+
+        def deliver(taken) -> bool:
+            written.append(taken.id)
+            return True
+
+        await queues.send("r", "q", {"n": 0})
+        assert (await queues.take("r", "q", deliver=deliver)).delivered is False  # in line: no hand-off
+        taking = asyncio.ensure_future(queues.take("r", "q", deliver=deliver))
+        async with asyncio.timeout(5):
+            await queues.until_waiting("r", "q")
+            message_id = await queues.send("r", "q", {"n": 1})
+        assert written == [message_id]  # written from the send itself
+        taking.cancel()  # before the taker ran again: the message is its client's already
+        with pytest.raises(asyncio.CancelledError):
+            await taking
+        await queues.settle()
+        assert queues.size("r", "q") == 0
+        assert await queues.receive("r", "q", wait=False) is None
+    finally:
+        await store.close()
+
+
+async def test_a_long_poll_that_cannot_be_answered_at_once_takes_the_message_as_before() -> None:
+    store = await Store.open(None)
+    queues = Queues(store)
+    try:
+        taking = asyncio.ensure_future(queues.take("r", "q", deliver=lambda taken: False))
+        async with asyncio.timeout(5):
+            await queues.until_waiting("r", "q")
+            await queues.send("r", "q", {"n": 1})
+            taken = await taking
+        assert not taken.delivered and taken.body == '{"n": 1}'
+    finally:
+        await store.close()
