@@ -5,8 +5,10 @@
 Starts ``localmesh serve`` from each checkout (its ``localmesh`` first on ``sys.path``), then
 alternates rounds between them with the same client (this checkout's ``RoomClient``):
 sequential send + receive pairs, and 64-deep pipelined bursts. Prints each server's CPU time
-per operation (from /proc, all threads) and the client's rate; medians over the rounds. A
-before/after of a server change measured this way shares the machine's load between both.
+per operation (from /proc, all threads) and the client's rate; medians over the rounds. With
+``--wake N``, each round also times N long-poll wake-ups (a receive parked at the server, a
+send from another process, as in the benchmark) and prints their p50 and p99. A before/after
+of a server change measured this way shares the machine's load between both.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from unittest import mock
 
 from bench import procs
 from bench.clients import Ours, receive_many, send_many
+from bench.suite import wake_latencies
 
 BURST = 64
 
@@ -49,9 +52,13 @@ async def _round(server: procs.Localmesh, client: Ours, pairs: int, bursts: int)
     return {"sequential µs/op": sequential, "pairs/s": rate, "pipelined µs/op": pipelined}
 
 
-async def _compare(servers: dict[str, procs.Localmesh], rounds: int, pairs: int) -> None:
+async def _compare(servers: dict[str, procs.Localmesh], rounds: int, pairs: int, wake: int) -> None:
     clients = {name: await Ours.connect(server, "compare", "bench") for name, server in servers.items()}
+    # The wake-up sender (bench.sender) sends in the benchmark's wake room.
+    receivers = {name: await Ours.connect(server, "bench-wake", "receiver")
+                 for name, server in servers.items()} if wake else {}
     results: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+    wakes: dict[str, list[float]] = {name: [] for name in servers}
     try:
         for name in servers:  # warm up
             await _round(servers[name], clients[name], 200, 2)
@@ -59,11 +66,16 @@ async def _compare(servers: dict[str, procs.Localmesh], rounds: int, pairs: int)
             order = list(servers) if index % 2 == 0 else list(reversed(servers))
             for name in order:
                 results[name].append(await _round(servers[name], clients[name], pairs, pairs // 100))
+                if wake:
+                    wakes[name] += await wake_latencies("ours", servers[name], receivers[name], wake)
     finally:
-        for client in clients.values():
+        for client in [*clients.values(), *receivers.values()]:
             await client.close()
     for name, runs in results.items():
         figures = ", ".join(f"{key} {statistics.median(r[key] for r in runs):,.1f}" for key in runs[0])
+        if wakes[name]:
+            cuts = statistics.quantiles(wakes[name], n=100)
+            figures += f", wake p50 {cuts[49] * 1e3:.3f} ms, p99 {cuts[98] * 1e3:.3f} ms"
         print(f"{name}: {figures}")
 
 
@@ -73,6 +85,7 @@ def main() -> None:
     parser.add_argument("after", type=Path, nargs="?", default=Path(__file__).resolve().parents[1])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--pairs", type=int, default=1000)
+    parser.add_argument("--wake", type=int, default=0, help="long-poll wake-ups per round")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         servers = {}
@@ -80,7 +93,7 @@ def main() -> None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             with mock.patch.object(procs, "localmesh_command", lambda tree=tree: _command_for(tree)):
                 servers[f"{name} ({tree})"] = stack.enter_context(procs.run_localmesh(folder))
-        asyncio.run(_compare(servers, args.rounds, args.pairs))
+        asyncio.run(_compare(servers, args.rounds, args.pairs, args.wake))
 
 
 if __name__ == "__main__":

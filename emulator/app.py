@@ -168,7 +168,7 @@ def _shared_app() -> FastAPI:
             accept_headers=[(PACKET_SIZE_HEADER.encode(),
                              str(min(LARGE_PACKET_SIZE, limits.max_packet_bytes)).encode())],
             timeline=state.timeline, tools_now=state.tool_now,
-            after_commit=state.store.after_commit, after_read=state.store.commit_if_last,
+            after_commit=state.store.after_commit, reads=state.store,
         )
         state.rooms.join(session)
         # Its own task: each frame wakes the session's read loop, which then resumes only its

@@ -25,13 +25,14 @@ class CallPeer(Protocol):
     async def reply(
         self, message_id: int, content: Content, *, budget: FrameBudget | None = None
     ) -> None: ...
+    def reply_now(self, message_id: int, content: Content) -> bool: ...
     async def send(
         self, type: str, header: dict[str, Any], payload: bytes = b"",
         *, budget: FrameBudget | None = None,
     ) -> None: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One ``room.invoke_tool`` request, as a handler sees it."""
 
@@ -65,7 +66,8 @@ class Call:
         """What the timeline shows of the arguments (a reference, summarised when read)."""
         if self.note is not None:
             return self.note
-        return self.arguments.header.get("json") if self.arguments.type == "json" else None
+        header = self.arguments.header
+        return header.get("json") if header["type"] == "json" else None
 
     @property
     def streamed(self) -> bool:
@@ -82,15 +84,17 @@ class Call:
 
     def json_arguments(self) -> dict[str, Any]:
         """The call's ``json`` arguments as a dict; a clear 1002 for anything else."""
-        if self.arguments.type == "empty":
+        header = self.arguments.header
+        kind = header["type"]
+        if kind == "empty":
             return {}
-        if self.arguments.type != "json" or not isinstance(self.arguments.header.get("json"), dict):
+        value = header.get("json")
+        if kind != "json" or not isinstance(value, dict):
             raise RoomError(
                 INVALID_REQUEST,
-                f"{self.toolkit}.{self.tool} takes a json object argument, "
-                f"not {self.arguments.type!r} content",
+                f"{self.toolkit}.{self.tool} takes a json object argument, not {kind!r} content",
             )
-        return self.arguments.header["json"]
+        return value
 
     async def next_chunk(self, timeout: float | None = None) -> Content:
         """The next request chunk of a streamed call."""

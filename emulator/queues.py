@@ -45,6 +45,12 @@ class Taken:
     # The commit of its removal from SQLite (None: it never was there, a direct hand-off).
     # A receiver answers only after it, so a crash can never deliver one message twice.
     removed: Committed | None = None
+    # Already written to the long-polling receiver it was handed to (``take``'s ``deliver``).
+    delivered: bool = False
+
+
+# Writes a long poll's reply as a message is handed to it; False: it cannot now.
+Deliver = Callable[[Taken], bool]
 
 
 class Queues:
@@ -64,6 +70,8 @@ class Queues:
         # Each resolved with a message, or None when released (see ``release``).
         self._waiters: dict[_QueueKey, deque[asyncio.Future[Taken | None]]] = {}
         self._waiter_added = asyncio.Event()  # replaced each time it fires (test hook)
+        # Waiters that can be answered from the hand-off itself (``take``'s ``deliver``).
+        self._deliverers: dict[asyncio.Future[Taken | None], Deliver] = {}
         store.on_rollback(self.load)
 
     def load(self) -> None:
@@ -148,6 +156,9 @@ class Queues:
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():  # a receiver that gave up removes itself, but not at once
+                deliver = self._deliverers.pop(waiter, None)
+                if deliver is not None and taken.removed is None and deliver(taken):
+                    taken = Taken(taken.id, taken.body, delivered=True)
                 waiter.set_result(taken)
                 return taken.removed if taken.removed is not None and not taken.removed.done() else None
         self._sizes[key] = self._sizes.get(key, 0) + 1
@@ -163,10 +174,14 @@ class Queues:
 
     async def take(
         self, room: str, name: str, *, create: bool = True, wait: bool = True,
-        window: float | None = None,
+        window: float | None = None, deliver: Deliver | None = None,
     ) -> Taken | None:
         """Like ``receive``, but the raw message, so a caller that fails to deliver it can
-        ``put_back_soon`` and the message keeps its place in line."""
+        ``put_back_soon`` and the message keeps its place in line.
+
+        ``deliver`` lets a long poll be answered as a send hands it a message, from the
+        sender's callback, instead of a loop pass later from this one: it writes the reply
+        and says whether it could. The message then comes back ``delivered``."""
         key, created = self._require(room, name, create)
         taken = self._pop(key)
         if taken is not None:
@@ -180,6 +195,8 @@ class Queues:
         # created just now is committed long before the waiter gets an answer.)
         waiter: asyncio.Future[Taken | None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(key, deque()).append(waiter)
+        if deliver is not None:
+            self._deliverers[waiter] = deliver
         self._waiter_added.set()
         self._waiter_added = asyncio.Event()
         try:
@@ -191,10 +208,12 @@ class Queues:
                 return None
             taken = waiter.result()
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                self.put_back_soon(room, name, waiter.result())
+            handed = None if not waiter.done() or waiter.cancelled() else waiter.result()
+            if handed is not None and not handed.delivered:  # (a delivered one is the client's)
+                self.put_back_soon(room, name, handed)
             raise
         finally:
+            self._deliverers.pop(waiter, None)
             self._forget(key, waiter)
         if taken is not None:  # None: released
             await self._until_removed(key, taken)

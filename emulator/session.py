@@ -50,6 +50,7 @@ from localmesh.protocol.wire import (
 
 if TYPE_CHECKING:
     from localmesh.emulator.frames import FrameBudget
+    from localmesh.emulator.websocket import ReadObserver
 
 logger = logging.getLogger("localmesh.session")
 
@@ -68,12 +69,12 @@ _NOT_EMULATED = frozenset({
 
 ToolLookup = Callable[[str, str], Handler | None]
 NowLookup = Callable[[str, str], NowHandler | None]
-# Calls back once a commit future is done (the store's ``after_commit``: at once).
-AfterCommit = Callable[["asyncio.Future[None]", Callable[[], None]], None]
+# Calls ``callback(*args)`` once a commit future is done (the store's ``after_commit``: at once).
+AfterCommit = Callable[..., None]
 
 
-def _after_future(committed: asyncio.Future[None], callback: Callable[[], None]) -> None:
-    committed.add_done_callback(lambda _: callback())
+def _after_future(committed: asyncio.Future[None], callback: Callable[..., None], *args: Any) -> None:
+    committed.add_done_callback(lambda _: callback(*args))
 Abort = Callable[[], None]  # cut the TCP connection at once, with no close handshake
 _CLOSE_REASONS = {
     1000: "closed by the client", 1001: "the client went away",
@@ -122,7 +123,7 @@ class Session:
         timeline: Timeline | None = None,
         tools_now: NowLookup | None = None,
         after_commit: AfterCommit | None = None,
-        after_read: Callable[[], None] | None = None,
+        reads: ReadObserver | None = None,
     ) -> None:
         limits = limits or Limits()
         self.websocket = websocket
@@ -138,7 +139,7 @@ class Session:
         self._tools = tools
         self._tools_now = tools_now  # calls answered without a task, when they can be
         self._after_commit = after_commit or _after_future  # how such a call waits for its commit
-        self._after_read = after_read  # run as each socket read ends (the store commits there)
+        self._reads = reads  # told as each socket read starts and ends (the store commits then)
         self._assembler = PacketAssembler(
             limits.max_message_bytes, max_packet_bytes=limits.max_packet_bytes, budget=budget
         )
@@ -271,6 +272,17 @@ class Session:
     ) -> None:
         await self._write(message_id, "__response__", content.pack(), budget)
 
+    def reply_now(self, message_id: int, content: Content) -> bool:
+        """Queue a reply without waiting if it can be now (no drop fault counts this
+        connection's frames, the outbox has room, it is open); False leaves it to ``reply``."""
+        if self._frame_budget is not None:
+            return False
+        frames = encode_message(message_id, "__response__", content.pack(), self._packet_size)
+        try:
+            return self._outbox.put_now(frames)
+        except OutboxClosed:
+            return False
+
     def _stalled(self, reason: str) -> None:
         self._close_reason = self._close_reason or f"cut off by localmesh: {reason}"
         logger.warning("room %s: dropping stuck participant %s: %s", self.room, self.participant.name, reason)
@@ -323,7 +335,7 @@ class Session:
         ``_take`` as they are parsed (no task wake-up per message) and this loop only waits
         for the end; on any other websocket each message comes here as an ASGI event."""
         if self._set_sink is not None:
-            earlier = self._set_sink(self._take, self._after_read)
+            earlier = self._set_sink(self._take, self._reads)
             self._backlog.extend(_payload_of(event) for event in earlier)
             self._go_on()
         while True:
@@ -551,7 +563,7 @@ class Session:
             code = error.code if isinstance(error, RoomError) else INVALID_REQUEST
             self._spawn(self.reply(message_id, error_content(str(error), code)), slot)
             return
-        streamed = arguments.type == "control" and arguments.header.get("method") == "open"
+        streamed = arguments.header["type"] == "control" and arguments.header.get("method") == "open"
         if streamed:
             # A stream waits on chunks this very loop must go on reading: holding an active
             # slot, 32 concurrent uploads would stop the reads their own chunks need.
@@ -591,7 +603,7 @@ class Session:
         if committed is None or committed.done():
             self._finish_now(call, result, slot, started)
         else:
-            self._after_commit(committed, lambda: self._finish_now(call, result, slot, started))
+            self._after_commit(committed, self._finish_now, call, result, slot, started)
         return True
 
     def _finish_now(self, call: Call, result: Immediate, slot: Slot, started: float) -> None:
@@ -662,8 +674,11 @@ class Session:
             self._record_call(call, kind, code, started)
 
     def _record_call(self, call: Call, kind: str, code: int | None, started: float) -> None:
-        self._record(kind, f"{call.toolkit}.{call.tool}", code, time.perf_counter() - started,
-                     bounded_arguments(call.summary_arguments, call.request_bytes))
+        if self._timeline is not None:
+            self._timeline.record(
+                self.room, kind, self.participant.name, f"{call.toolkit}.{call.tool}", code,
+                time.perf_counter() - started,
+                bounded_arguments(call.summary_arguments, call.request_bytes))
 
     async def _call(self, call: Call) -> Content | None:
         """Run the call's handler. Returns the error to answer with, or None once answered."""

@@ -210,6 +210,10 @@ class Event(NamedTuple):
         }
 
 
+# Event(...) without its generated __new__ (a Python call; two events per queue operation).
+_new_event = tuple.__new__
+
+
 class Timeline:
     """The events of every room of one emulator; ``size`` events kept per room."""
 
@@ -230,7 +234,8 @@ class Timeline:
         if ring is None:
             ring = self._rings[room_key] = deque(maxlen=self.size)
         seq = self._last_seq = next(self._seq)
-        ring.append(Event(seq, time.time(), room_key, kind, participant, subject, code, duration, detail))
+        ring.append(_new_event(Event, (seq, time.time(), room_key, kind, participant, subject, code,
+                                       duration, detail)))
         if self._changed is not None:
             self._changed.set()
 

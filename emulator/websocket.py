@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sized
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -57,6 +57,14 @@ COALESCE = 64 * 1024  # payloads up to this size are copied into one write with 
 Sink = Callable[[bytes, bool], bool]
 
 
+class ReadObserver(Protocol):
+    """Told as the handling of each read from the socket starts and ends (the store commits
+    what a read wrote as it ends)."""
+
+    def read_started(self) -> None: ...
+    def read_ended(self) -> None: ...
+
+
 # The header of each unmasked binary frame short enough for the 7-bit length (most frames).
 _BINARY_HEADERS = [frame_header(OP_BINARY, length) for length in range(126)]
 
@@ -80,7 +88,7 @@ class LeanChannel(NamedTuple):
     send: Callable[[Any], Awaitable[None]]
     send_frames: Callable[[list[bytes]], Awaitable[None]]
     write_frames: Callable[[list[bytes]], bool]
-    set_sink: Callable[[Sink, Callable[[], None] | None], list[Any]]
+    set_sink: Callable[[Sink, ReadObserver | None], list[Any]]
     resume_sink: Callable[[], None]
 
 
@@ -94,7 +102,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         # Where data messages go when the app takes them synchronously (``set_sink``), and
         # whether it said to stop: then bytes are held unparsed until ``resume_sink``.
         self._sink: Sink | None = None
-        self._after_read: Callable[[], None] | None = None
+        self._reads: ReadObserver | None = None
         self._stopped = False
         self._waiting_bytes = 0  # delivered to the app's queue, not yet read
         self._out: list[bytes] = []
@@ -132,9 +140,15 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.read_paused = True
                 self.transport.pause_reading()
             return
-        self._read_on(reader, data)
-        if self._after_read is not None:
-            self._after_read()
+        reads = self._reads
+        if reads is None:
+            self._read_on(reader, data)
+            return
+        reads.read_started()
+        try:
+            self._read_on(reader, data)
+        finally:
+            reads.read_ended()
 
     def _read_on(self, reader: FrameReader, data: bytes = b"") -> None:
         """Parse ``data`` after what is held, until the sink says stop."""
@@ -148,13 +162,13 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     # ------------------------------------------------------------ the synchronous sink
 
-    def set_sink(self, sink: Sink, after_read: Callable[[], None] | None = None) -> list[Any]:
+    def set_sink(self, sink: Sink, reads: ReadObserver | None = None) -> list[Any]:
         """From now on hand data messages to ``sink`` as they are parsed, in the callback
         that reads them, instead of queueing ASGI events: no task wake-up per message.
-        ``after_read`` runs as each read from the socket is parsed. Returns the events
+        ``reads`` is told as each read from the socket starts and ends. Returns the events
         queued before (the app handles those first, in order)."""
         self._sink = sink
-        self._after_read = after_read
+        self._reads = reads
         earlier = []
         while not self.queue.empty():
             event = self.queue.get_nowait()
@@ -364,7 +378,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lean = False
-        self._sink = self._after_read = None
+        self._sink = self._reads = None
         self._out, self._out_bytes = [], 0
         if self._flush_handle is not None:
             self._flush_handle.cancel()

@@ -7,7 +7,7 @@ from typing import Any
 
 from localmesh.emulator.calls import Call, Handler, Immediate, NowHandler
 from localmesh.emulator.errors import INVALID_REQUEST, PERMISSION_DENIED, RoomError
-from localmesh.emulator.queues import Queues
+from localmesh.emulator.queues import Deliver, Queues, Taken
 from localmesh.protocol.grants import QueuesGrant
 from localmesh.protocol.wire import (
     Content,
@@ -147,18 +147,30 @@ class QueuesToolkit:
             call.detach()  # a long-poll mostly waits: it must not hold the connection's slots
         taken = await self._queues.take(
             call.room, name, create=create, wait=wait, window=self._window_of(call.room),
+            # Answered as a send hands it a message (no wake-up of this task first), unless
+            # a drop fault counts this reply's frames.
+            deliver=self._delivering(call, name) if wait and call.budget is None else None,
         )
         if taken is None:
             return empty_content()
-        content = QueuedMessage(taken.body)
+        if taken.delivered:
+            return None
         try:
-            await call.respond(content)
+            await call.respond(QueuedMessage(taken.body))
         except BaseException:
             # The reply did not leave (the connection is gone): the receiver takes nothing.
             self._queues.put_back_soon(call.room, name, taken)
             raise
         self._record(call.room, "queue.deliver", call.participant.name, name, detail=taken.id)
         return None
+
+    def _delivering(self, call: Call, name: str) -> Deliver:
+        def deliver(taken: Taken) -> bool:
+            if not call.peer.reply_now(call.message_id, QueuedMessage(taken.body)):
+                return False
+            self._record(call.room, "queue.deliver", call.participant.name, name, detail=taken.id)
+            return True
+        return deliver
 
     def receive_now(self, call: Call) -> Immediate | None:
         """A message in line now is answered at once; anything else (an empty queue, one to

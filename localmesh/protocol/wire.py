@@ -185,7 +185,13 @@ class PacketAssembler:
             if last:
                 self._reset()
             return None
-        rejection = self._take(len(frame) - DATA_PREFIX)
+        size = len(frame) - DATA_PREFIX
+        if index == 1 and last and self._within_limits(size):
+            # The whole message in one packet (most messages): nothing is held between frames,
+            # so there is nothing to account for or join.
+            self._next_index = 0
+            return Message(self._id, self._type, frame[DATA_PREFIX:])
+        rejection = self._take(size)
         if rejection is not None:
             self._skip()
             if last:
@@ -196,6 +202,13 @@ class PacketAssembler:
             return self._finish()
         self._next_index += 1
         return None
+
+    def _within_limits(self, size: int) -> bool:
+        """Whether a message's one packet of ``size`` bytes passes every check of ``_take``."""
+        budget = self._budget
+        return ((self._max_packet is None or size <= self._max_packet)
+                and (self._max is None or size <= self._max)
+                and (budget is None or budget.used + size <= budget.max_bytes))
 
     def _take(self, size: int) -> Rejected | None:
         """Account for a data packet of ``size`` bytes before keeping it."""

@@ -149,6 +149,10 @@ class FrameReader:
             else:
                 payload = bytes(view[start:end])
             position = end
+            if first == 0x80 | OP_BINARY and self._fragments is None:  # a whole binary message
+                if not self._on_message(payload, False):  # (most frames: no assembly)
+                    return position, False
+                continue
             message = self._assemble(opcode, bool(first & 0x80), payload)
             if message is None:
                 if self.failed:

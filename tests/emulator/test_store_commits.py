@@ -1,5 +1,5 @@
 """The store's group commit, seen from a caller: when commit callbacks run, and when a batch
-is committed at the end of a read instead of on the next pass of the event loop."""
+is committed as a socket read ends instead of on the next pass of the event loop."""
 
 from __future__ import annotations
 
@@ -69,28 +69,46 @@ async def test_a_rolled_back_batch_calls_back_after_the_rollback_listeners() -> 
         await store.close()
 
 
-async def test_commit_if_last_commits_now_when_nothing_else_is_left_in_the_turn() -> None:
+async def test_a_read_commits_as_it_ends_when_nothing_else_is_left_in_the_turn() -> None:
     store = await Store.open(None)
     try:
+        store.read_started()
         committed = store.append(1, "r", "q", "{}")
-        store.commit_if_last()
-        assert committed.done() and store.commits == 1
-        store.commit_if_last()  # nothing open: nothing to do
+        store.append(2, "r", "q", "{}")
+        assert not committed.done()  # no commit of its own scheduled meanwhile
+        store.read_ended()
+        assert committed.done() and store.commits == 1  # one commit for the read's writes
+        store.read_started()
+        store.read_ended()  # nothing written: nothing to commit
         assert store.commits == 1
     finally:
         await store.close()
 
 
-async def test_commit_if_last_leaves_the_batch_open_while_other_callbacks_wait() -> None:
+async def test_a_read_commits_on_the_next_pass_while_other_callbacks_wait() -> None:
+    store = await Store.open(None)
+    try:
+        loop = asyncio.get_running_loop()
+        store.read_started()
+        committed = store.append(1, "r", "q", "{}")
+        joined = loop.create_future()
+        # Scheduled during the read: it runs first, and could still write into the batch.
+        loop.call_soon(lambda: joined.set_result(committed.done()))
+        store.read_ended()
+        assert not committed.done()
+        assert await joined is False
+        await store.flushed()
+        assert committed.done() and store.commits == 1
+    finally:
+        await store.close()
+
+
+async def test_writes_outside_a_read_are_committed_on_the_next_pass() -> None:
     store = await Store.open(None)
     try:
         committed = store.append(1, "r", "q", "{}")
-        joined = asyncio.get_running_loop().create_future()
-        # Scheduled after the commit: it runs after it, in the same pass, as before.
-        asyncio.get_running_loop().call_soon(lambda: joined.set_result(committed.done()))
-        store.commit_if_last()
         assert not committed.done()
-        assert await joined is True
-        assert store.commits == 1
+        await asyncio.sleep(0)
+        assert committed.done() and store.commits == 1
     finally:
         await store.close()
