@@ -10,10 +10,8 @@ gets exactly the answer it would get there.
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Callable
-from typing import Any
 
 from localmesh.protocol.wire import (
     CONTENT_TYPES,
@@ -32,25 +30,6 @@ OnError = Callable[[WireError], None]  # a frame that breaks the wire format
 _ID_AND_INDEX = struct.Struct(">QI")  # a packet's message id and packet index
 _COUNT = struct.Struct(">I")  # a header packet's count of data packets, after them
 _TRACE_KEY = "__meshagent__"  # the SDK's OpenTelemetry key: wire.unpack drops it too
-
-# ``json.dumps(header, separators=(",", ":"), default=str)`` (what ``wire.pack`` writes)
-# without building an encoder per call. Only where C's encoder exists.
-_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-_encode_header = None if _make_encoder is None else _make_encoder(
-    None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
-
-
-def pack_request(header: dict[str, Any], payload: bytes = b"") -> bytes:
-    """``wire.pack(header, payload)``, the same bytes. Anything the prebuilt encoder cannot
-    take (a header that contains itself) goes through ``wire.pack`` for its error."""
-    if _encode_header is None:
-        return pack(header, payload)
-    try:
-        body = "".join(_encode_header(header, 0)).encode("ascii")
-    except Exception:
-        return pack(header, payload)
-    return len(body).to_bytes(ENVELOPE_LENGTH, "big") + body + payload
-
 
 _EMPTY_REPLY = pack({"type": "empty"})  # the reply to a send (and to most calls), as the server packs it
 

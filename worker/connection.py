@@ -38,9 +38,10 @@ from localmesh.protocol.wire import (
     WireError,
     agreed_packet_size,
     content_from_header,
+    pack,
     unpack,
 )
-from localmesh.worker.codec import MessageAssembler, pack_request, unpack_reply
+from localmesh.worker.codec import MessageAssembler, unpack_reply
 from localmesh.worker.errors import ConnectionLost, RoomClosed, RoomError
 from localmesh.worker.frames import masked_message
 from localmesh.worker.lean_websocket import LeanClientConnection
@@ -264,7 +265,7 @@ class Connection:
         """Send a message that gets no reply (request chunks, ``set_attributes``)."""
         if self._ws.paused:
             await self._until_writable()
-        self._write_now(type, pack_request(header, payload), None)
+        self._write_now(type, pack(header, payload), None)
 
     async def send_request(
         self,
@@ -282,7 +283,7 @@ class Connection:
         if self._ws.paused:
             await self._until_writable()
         future: asyncio.Future[Content] = self._loop.create_future()
-        self._write_now(type, pack_request(header, payload), (future, on_orphan))
+        self._write_now(type, pack(header, payload), (future, on_orphan))
         return future
 
     async def request(
@@ -298,7 +299,7 @@ class Connection:
             await self._until_writable()  # cancelled here: nothing was sent
         future: asyncio.Future[Content] = self._loop.create_future()
         pending = (future, on_orphan)
-        self._write_now(type, pack_request(header, payload), pending)
+        self._write_now(type, pack(header, payload), pending)
         try:
             content = await future
         except asyncio.CancelledError:

@@ -282,10 +282,19 @@ class PacketAssembler:
 def pack(header: dict[str, Any], payload: bytes = b"") -> bytes:
     if not payload and header == _EMPTY:  # the reply to most calls
         return _EMPTY_ENVELOPE
+    body = _compact_json(header).encode("ascii")
+    return len(body).to_bytes(ENVELOPE_LENGTH, "big") + body + payload
+
+
+def _compact_json(header: dict[str, Any]) -> str:
     # ASCII-escaped, as the SDK writes it: a lone surrogate a client sent in a string
     # (legal JSON: "\\ud800") goes back out as the same escape, never as invalid UTF-8.
-    body = json.dumps(header, separators=(",", ":"), default=str).encode("ascii")
-    return len(body).to_bytes(ENVELOPE_LENGTH, "big") + body + payload
+    if _encode_compact is not None:
+        try:
+            return "".join(_encode_compact(header, 0))
+        except Exception:  # a header that holds itself: json.dumps names the error
+            pass
+    return json.dumps(header, separators=(",", ":"), default=str)
 
 
 _EMPTY = {"type": "empty"}
@@ -298,6 +307,9 @@ _make_encoder = getattr(json.encoder, "c_make_encoder", None)
 _encode_chunks = None if _make_encoder is None else _make_encoder(
     None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ": ", ", ",
     False, False, True)
+# ... and json.dumps(value, separators=(",", ":"), default=str), what an envelope's header is.
+_encode_compact = None if _make_encoder is None else _make_encoder(
+    None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
 
 
 def dumps_json(value: Any) -> str:
