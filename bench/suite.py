@@ -75,7 +75,7 @@ class Config:
         )
 
 
-FULL = Config(rounds=5, pairs=1000, pipelined=3200, depth=64, wake_rounds=400, pollers=1000,
+FULL = Config(rounds=5, pairs=1000, pipelined=3200, depth=64, wake_rounds=1000, pollers=1000,
               deep=100_000, shallow=100, samples=1000, file_mb=200)
 QUICK = Config(rounds=2, pairs=300, pipelined=1280, depth=64, wake_rounds=100, pollers=200,
                deep=10_000, shallow=100, samples=300, file_mb=50)
@@ -246,8 +246,10 @@ async def wake_latencies(kind: str, server: ServerProcess, client: Any, rounds: 
 async def wake_rows(report: Report, local: Localmesh, redis_server: ServerProcess,
                     clients: dict[str, Any], rounds: int) -> None:
     results: dict[str, list[float]] = {"ours": [], "sdk": [], "redis": []}
-    per_block = max(1, rounds // 4)
-    for _ in range(0, rounds, per_block):  # interleaved blocks
+    # Ten interleaved blocks: a p99 is a tail, and the machine's load moves; each client's
+    # samples spread over the whole phase.
+    per_block = max(1, rounds // 10)
+    for _ in range(0, rounds, per_block):
         for kind in results:
             server = redis_server if kind == "redis" else local
             results[kind] += await wake_latencies(kind, server, clients[kind], per_block)
