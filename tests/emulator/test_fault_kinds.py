@@ -16,7 +16,7 @@ from meshagent.api import RoomException
 
 from localmesh.emulator.faults import FaultFired
 from localmesh.fixtures.delivery import DeliveryHistory, check_delivery
-from localmesh.worker import Backoff
+from localmesh.worker import Backoff, ConnectionLost, RoomClient
 from localmesh.worker.connection import HandshakeRefused
 
 TIMEOUT = 10.0
@@ -130,6 +130,30 @@ async def test_a_reply_cut_mid_message_puts_the_message_back(localmesh_server, m
     check_delivery(history, failed_receive_may_lose=False).assert_ok()
     assert fault_events(localmesh_server, "r") == [
         ("worker", "queues.receive", "cut the connection after 1 reply frame(s)")]
+
+
+async def test_a_long_poll_cut_mid_reply_puts_the_handed_message_back(localmesh_server,
+                                                                      meshagent_room):
+    # A long poll is answered by the send that hands it a message (Queues.take's deliver):
+    # under a drop_reply fault it is answered by its own task instead, and cut as ordered.
+    # (Our client as the worker: the SDK's room, cut during a long poll, did not leave its
+    # context within this test's time.)
+    fault = localmesh_server.faults.add(
+        "drop_reply", toolkit="queues", tool="receive", participant="worker", after_frames=1)
+    token = localmesh_server.mint_token(room="r", name="worker")
+    async with meshagent_room("r", name="sender") as sender:
+        await sender.queues.send(name="q", message="created")
+        assert await sender.queues.receive(name="q", wait=False) == "created"
+        async with RoomClient(localmesh_server.url, "r", token) as worker:
+            receiving = asyncio.ensure_future(worker.queues.receive("q"))
+            async with asyncio.timeout(TIMEOUT):
+                await localmesh_server.project.until_waiting("r", "q")
+                await sender.queues.send(name="q", message="m0")
+                with pytest.raises(ConnectionLost):
+                    await receiving
+    assert fault.fired == 1
+    async with meshagent_room("r", name="worker") as worker:
+        assert await worker.queues.receive(name="q", wait=False) == "m0"
 
 
 async def test_a_download_cut_mid_stream_leaves_the_file_whole(localmesh_server, meshagent_room):
