@@ -136,8 +136,8 @@ async def test_a_long_poll_cut_mid_reply_puts_the_handed_message_back(localmesh_
                                                                       meshagent_room):
     # A long poll is answered by the send that hands it a message (Queues.take's deliver):
     # under a drop_reply fault it is answered by its own task instead, and cut as ordered.
-    # (Our client as the worker: the SDK's room, cut during a long poll, did not leave its
-    # context within this test's time.)
+    # (Our client as the worker: the SDK's room, closed while it reconnects after the cut,
+    # goes on waiting on the new connection and never leaves its context: an SDK race.)
     fault = localmesh_server.faults.add(
         "drop_reply", toolkit="queues", tool="receive", participant="worker", after_frames=1)
     token = localmesh_server.mint_token(room="r", name="worker")
