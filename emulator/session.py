@@ -71,10 +71,6 @@ ToolLookup = Callable[[str, str], Handler | None]
 NowLookup = Callable[[str, str], NowHandler | None]
 # Calls ``callback(*args)`` once a commit future is done (the store's ``after_commit``: at once).
 AfterCommit = Callable[..., None]
-
-
-def _after_future(committed: asyncio.Future[None], callback: Callable[..., None], *args: Any) -> None:
-    committed.add_done_callback(lambda _: callback(*args))
 Abort = Callable[[], None]  # cut the TCP connection at once, with no close handshake
 _CLOSE_REASONS = {
     1000: "closed by the client", 1001: "the client went away",
@@ -87,6 +83,11 @@ def _close_reason(code: int | None) -> str:
     if code is None:
         return "connection lost"
     return _CLOSE_REASONS.get(code, f"closed with code {code}")
+
+
+def _after_future(committed: asyncio.Future[None], callback: Callable[..., None], *args: Any) -> None:
+    """``AfterCommit`` without a store: through the future's own callback (a pass later)."""
+    committed.add_done_callback(lambda _: callback(*args))
 
 
 def _payload_of(event: dict[str, Any]) -> tuple[bytes, bool]:
@@ -357,23 +358,17 @@ class Session:
         if self._backlog or self._held is not None or self._blocking is not None:
             self._backlog.append((frame, text))  # behind what waits already, in order
             return False
-        try:  # as _handle_guarded, one call less per frame
-            return self._handle(frame, text)
-        except Exception:
-            return self._failed_to_handle()
+        return self._handle_guarded(frame, text)
 
     def _handle_guarded(self, frame: bytes, text: bool) -> bool:
         """``_handle``, where a bug of ours ends this connection (the server goes on)."""
         try:
             return self._handle(frame, text)
         except Exception:
-            return self._failed_to_handle()
-
-    def _failed_to_handle(self) -> bool:
-        logger.exception("room %s: failed to handle a message from %s", self.room,
-                         self.participant.name)
-        self._end_with_close(1011, "localmesh failed to handle a message")
-        return False
+            logger.exception("room %s: failed to handle a message from %s", self.room,
+                             self.participant.name)
+            self._end_with_close(1011, "localmesh failed to handle a message")
+            return False
 
     def _handle(self, frame: bytes, text: bool) -> bool:
         if text:
@@ -674,11 +669,8 @@ class Session:
             self._record_call(call, kind, code, started)
 
     def _record_call(self, call: Call, kind: str, code: int | None, started: float) -> None:
-        if self._timeline is not None:
-            self._timeline.record(
-                self.room, kind, self.participant.name, f"{call.toolkit}.{call.tool}", code,
-                time.perf_counter() - started,
-                bounded_arguments(call.summary_arguments, call.request_bytes))
+        self._record(kind, f"{call.toolkit}.{call.tool}", code, time.perf_counter() - started,
+                     bounded_arguments(call.summary_arguments, call.request_bytes))
 
     async def _call(self, call: Call) -> Content | None:
         """Run the call's handler. Returns the error to answer with, or None once answered."""

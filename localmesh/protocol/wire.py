@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,8 +64,11 @@ class InboundBudget:
         self.max_bytes = max_bytes
         self.used = 0
 
+    def has_room(self, size: int) -> bool:
+        return self.used + size <= self.max_bytes
+
     def reserve(self, size: int) -> bool:
-        if self.used + size > self.max_bytes:
+        if not self.has_room(size):
             return False
         self.used += size
         return True
@@ -186,32 +190,30 @@ class PacketAssembler:
                 self._reset()
             return None
         size = len(frame) - DATA_PREFIX
-        if index == 1 and last and self._within_limits(size):
-            # The whole message in one packet (most messages): nothing is held between frames,
-            # so there is nothing to account for or join.
-            self._next_index = 0
-            return Message(self._id, self._type, frame[DATA_PREFIX:])
-        rejection = self._take(size)
+        rejection = self._refusal(size)
         if rejection is not None:
             self._skip()
             if last:
                 self._reset()
             return rejection
+        if index == 1 and last:
+            # The whole message in one packet (most messages): nothing is held between frames,
+            # so there is nothing to reserve or join.
+            self._next_index = 0
+            return Message(self._id, self._type, frame[DATA_PREFIX:])
+        if self._budget is not None:
+            self._budget.reserve(size)  # it has room: _refusal asked
+            self._reserved += size
+        self._size += size
         self._parts.append(frame[DATA_PREFIX:])
         if last:
             return self._finish()
         self._next_index += 1
         return None
 
-    def _within_limits(self, size: int) -> bool:
-        """Whether a message's one packet of ``size`` bytes passes every check of ``_take``."""
-        budget = self._budget
-        return ((self._max_packet is None or size <= self._max_packet)
-                and (self._max is None or size <= self._max)
-                and (budget is None or budget.used + size <= budget.max_bytes))
-
-    def _take(self, size: int) -> Rejected | None:
-        """Account for a data packet of ``size`` bytes before keeping it."""
+    def _refusal(self, size: int) -> Rejected | None:
+        """Why a data packet of ``size`` bytes cannot be kept (None: it can), checked before
+        it is kept."""
         if self._max_packet is not None and size > self._max_packet:
             return self._rejected(
                 f"a packet of {size} bytes exceeds the limit of {self._max_packet} bytes per packet"
@@ -221,14 +223,11 @@ class PacketAssembler:
                 f"message of more than {self._size + size} bytes exceeds the limit of"
                 f" {self._max} bytes"
             )
-        if self._budget is not None:
-            if not self._budget.reserve(size):
-                return self._rejected(
-                    "the room server holds too many unfinished messages right now"
-                    f" ({self._budget.max_bytes} bytes in all); send it again later"
-                )
-            self._reserved += size
-        self._size += size
+        if self._budget is not None and not self._budget.has_room(size):
+            return self._rejected(
+                "the room server holds too many unfinished messages right now"
+                f" ({self._budget.max_bytes} bytes in all); send it again later"
+            )
         return None
 
     def _rejected(self, reason: str) -> Rejected:
@@ -282,19 +281,10 @@ class PacketAssembler:
 def pack(header: dict[str, Any], payload: bytes = b"") -> bytes:
     if not payload and header == _EMPTY:  # the reply to most calls
         return _EMPTY_ENVELOPE
-    body = _compact_json(header).encode("ascii")
-    return len(body).to_bytes(ENVELOPE_LENGTH, "big") + body + payload
-
-
-def _compact_json(header: dict[str, Any]) -> str:
     # ASCII-escaped, as the SDK writes it: a lone surrogate a client sent in a string
     # (legal JSON: "\\ud800") goes back out as the same escape, never as invalid UTF-8.
-    if _encode_compact is not None:
-        try:
-            return "".join(_encode_compact(header, 0))
-        except Exception:  # a header that holds itself: json.dumps names the error
-            pass
-    return json.dumps(header, separators=(",", ":"), default=str)
+    body = _encoded(_encode_compact, header, separators=(",", ":"), default=str).encode("ascii")
+    return len(body).to_bytes(ENVELOPE_LENGTH, "big") + body + payload
 
 
 _EMPTY = {"type": "empty"}
@@ -313,11 +303,20 @@ _encode_compact = None if _make_encoder is None else _make_encoder(
 
 
 def dumps_json(value: Any) -> str:
-    """``json.dumps(value)``, the same text, for the hot paths: for values parsed from JSON
-    (which cannot hold themselves; a value that did would raise RecursionError)."""
-    if _encode_chunks is None or isinstance(value, str):
-        return json.dumps(value)
-    return "".join(_encode_chunks(value, 0))
+    """``json.dumps(value)``, the same text, for the hot paths."""
+    return _encoded(_encode_chunks, value)
+
+
+def _encoded(encoder: Callable[[Any, int], Any] | None, value: Any, **options: Any) -> str:
+    """``json.dumps(value, **options)``, the same text, through ``encoder`` (built with the
+    same options) when there is one; a value it refuses (one that holds itself) goes through
+    json.dumps for the same error."""
+    if encoder is not None:
+        try:
+            return "".join(encoder(value, 0))
+        except Exception:
+            pass
+    return json.dumps(value, **options)
 
 
 def is_valid_unicode(text: str) -> bool:
