@@ -23,6 +23,7 @@ from localmesh.emulator.config import (
     local_api_key,
     local_project_key,
 )
+from localmesh.emulator.event_loop import LOOP_ENV, LoopChoice, LoopUnavailable, loop_factory
 from localmesh.emulator.faults import ADMIN_PATH as FAULTS_PATH
 from localmesh.emulator.faults import KINDS
 from localmesh.emulator.limits import RENAMED, Limits
@@ -32,6 +33,7 @@ from localmesh.emulator.services.images import parse_mount_option
 from localmesh.emulator.snapshot import Snapshot, SnapshotError
 from localmesh.emulator.studio import login_link
 from localmesh.emulator.timeline import DEFAULT_TIMELINE_SIZE
+from localmesh.protocol.loop_turn import loop_name
 from localmesh.protocol.tokens import ROLES, ApiKey, AuthError, mint_token
 from localmesh.scripted_llm import ScriptError
 
@@ -90,8 +92,16 @@ def serve(
     timeline_size: TimelineSize = DEFAULT_TIMELINE_SIZE,
     import_from: ImportDir = None,
     export_on_exit: ExportOnExit = None,
+    loop: Annotated[LoopChoice, typer.Option(
+        "--loop", envvar=LOOP_ENV, case_sensitive=False,
+        help="Event loop: uvloop (less CPU per operation), asyncio's own, or auto (uvloop when"
+             " installed).")] = LoopChoice.auto,
 ) -> None:
     """Run the room emulator in the foreground until Ctrl-C or SIGTERM (a second one forces the exit)."""
+    try:
+        factory = loop_factory(loop)
+    except LoopUnavailable as error:
+        raise typer.BadParameter(str(error), param_hint="--loop") from None
     try:
         mounts = dict(parse_mount_option(text) for text in mount_image or ())
     except ValueError as error:
@@ -117,7 +127,7 @@ def serve(
         timeline_size=timeline_size, import_from=import_from,
     )
     try:
-        asyncio.run(_serve(server, in_memory, export_on_exit))
+        asyncio.run(_serve(server, in_memory, export_on_exit), loop_factory=factory)
     except (ScriptError, SnapshotError) as error:
         raise _fail(str(error), 2) from None
     except OSError as error:
@@ -143,7 +153,7 @@ async def _serve(server: RoomServer, in_memory: bool, export_on_exit: Path | Non
         loop.add_signal_handler(sig, on_signal)
     await server.start()
     where = "in memory" if in_memory else f"data in {server.settings.data_dir}"
-    typer.echo(f"localmesh serving on {server.url} ({where})", err=True)
+    typer.echo(f"localmesh serving on {server.url} ({where}; event loop: {loop_name(loop)})", err=True)
     typer.echo(f"Studio: {server.url}/studio", err=True)
     if in_memory:
         # No data dir for `localmesh studio` to read the key from: print a login link now.

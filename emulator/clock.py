@@ -24,6 +24,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from localmesh.protocol.loop_turn import loop_name, ready_queue, sees_ready_queue
+
 # Loop turns in a row with nothing else ready before auto mode calls the loop settled. One
 # would do for work inside the loop (it always has a callback queued); the few more give bytes
 # in flight on 127.0.0.1 and a blob thread's reply a little slack. A turn costs microseconds.
@@ -108,14 +110,15 @@ class VirtualClock:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        if not hasattr(loop, "_ready"):  # the turn count reads asyncio's own ready queue
-            raise RuntimeError("VirtualClock's auto mode needs asyncio's own event loop")
+        if not sees_ready_queue(loop):  # "settled" is read from the loop's ready queue
+            raise RuntimeError("VirtualClock's auto mode needs asyncio's own event loop"
+                               f" (this one is {loop_name(loop)}'s)")
         self._jumper = loop.create_task(self._jump_while_settled(loop), name="virtual-clock-auto")
 
     async def _jump_while_settled(self, loop: asyncio.AbstractEventLoop) -> None:
         """While auto mode is on and a timer waits: once the loop has settled, move the clock
         to the earliest timer (firing it and whatever falls due with it)."""
-        ready = loop._ready  # type: ignore[attr-defined]
+        ready = ready_queue(loop)
         try:
             while self._auto and self._next_deadline() is not None:
                 if await _settled(ready):

@@ -27,12 +27,13 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from localmesh.emulator.blobs import Blobs
+from localmesh.protocol.loop_turn import ALWAYS_BUSY, ready_queue
 
 from .datadir import private_database
 
@@ -125,6 +126,9 @@ class Store:
         self._unlink_after_commit: list[str] = []  # blobs the open batch stops pointing at
         self._flush_handle: asyncio.Handle | None = None
         self._reading = False  # a socket read is being handled: it commits as it ends
+        # The loop this store last ran in and its ready queue (``read_ended`` asks it).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: Sized = ALWAYS_BUSY
         self._closed = False
         self._rollback_listeners: list[Callable[[], None]] = []
         self.commits = 0  # how many batches were committed (the benchmark reports writes/commit)
@@ -238,13 +242,15 @@ class Store:
     def read_ended(self) -> None:
         """Commit what the read wrote: at once if nothing else is left to run in this turn of
         the event loop (nothing could join the batch before its commit anyway: a read that
-        comes in the next pass runs after it), saving the loop a pass; else on the next pass."""
+        comes in the next pass runs after it), saving the loop a pass; else, or when the loop
+        cannot tell (uvloop: ``localmesh.protocol.loop_turn``), on the next pass."""
         self._reading = False
         if self._flush_handle is not None or not self._db.in_transaction:
             return
         loop = asyncio.get_running_loop()
-        ready = getattr(loop, "_ready", None)  # CPython's run queue
-        if ready is not None and not ready:
+        if loop is not self._loop:
+            self._loop, self._ready = loop, ready_queue(loop)
+        if not self._ready:
             self._flush()
         else:
             self._flush_handle = loop.call_soon(self._flush)

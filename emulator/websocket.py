@@ -36,6 +36,7 @@ try:  # the C helper ships in websockets' wheels; the pure-Python one is the fal
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
+from localmesh.protocol.loop_turn import ready_queue
 from localmesh.protocol.ws_frames import (
     CLOSE_INVALID_DATA,
     OP_BINARY,
@@ -108,9 +109,9 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._flush_handle: asyncio.Handle | None = None
-        # The callbacks the loop runs in this turn (CPython's loop keeps them in ``_ready``;
-        # None on another loop, where every write then schedules the end of its turn).
-        self._ready_queue: Sized | None = getattr(self.loop, "_ready", None)
+        # The callbacks the loop runs in this turn (empty: none but this one); on a loop that
+        # does not show them (uvloop), never empty: each write schedules the end of its turn.
+        self._ready_queue: Sized = ready_queue(self.loop)
 
     def handle_connect(self, event: Any) -> None:
         self._requested = True  # the upgrade request is parsed: any byte after it is a frame's
@@ -319,8 +320,8 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         if not self.transport.is_closing():
             self.transport.write(joined)
-        if self._ready_queue is not None and not self._ready_queue:
-            # Nothing else runs before the loop next polls (CPython keeps this turn's
+        if not self._ready_queue:
+            # Nothing else runs before the loop next polls (asyncio's loop keeps this turn's
             # callbacks in ``_ready``): no write can follow in this turn, so no end of turn
             # to schedule (one loop pass less per reply when requests come one by one).
             return

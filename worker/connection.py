@@ -30,6 +30,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.protocol import State
 
 from localmesh.protocol.error_codes import UNEXPECTED_RESPONSE_TYPE
+from localmesh.protocol.loop_turn import ready_queue
 from localmesh.protocol.wire import (
     LARGE_PACKET_SIZE,
     PACKET_DATA_SIZE,
@@ -117,9 +118,9 @@ class Connection:
         self.dropped = False  # closed without a close frame from the server
         self.close_reason = ""
         self._loop = asyncio.get_running_loop()
-        # The callbacks the loop runs in this turn (CPython's loop keeps them in ``_ready``;
-        # None on another loop, where every write then schedules the end of its turn).
-        self._ready_queue: Sized | None = getattr(self._loop, "_ready", None)
+        # The callbacks the loop runs in this turn (empty: none but this one); on a loop that
+        # does not show them (uvloop), never empty: each write schedules the end of its turn.
+        self._ready_queue: Sized = ready_queue(self._loop)
         # Messages that came with the handshake are handed over at once, in order.
         ws.attach(self._assembler.feed, self._finish)
 
@@ -241,8 +242,7 @@ class Connection:
                 self._write_turn()
             return
         self._ws.transport.write(data)
-        ready = self._ready_queue
-        if ready is None or ready:
+        if self._ready_queue:
             self._turn_buffer = []
             self._turn_bytes = 0
             self._loop.call_soon(self._end_turn)
