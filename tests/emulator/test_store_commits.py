@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
+import uvloop
 
 from localmesh.emulator.store import Store
 
@@ -96,3 +97,24 @@ async def test_writes_outside_a_read_are_committed_on_the_next_pass(store: Store
     assert not committed.done()
     await asyncio.sleep(0)
     assert committed.done() and store.commits == 1
+
+
+def test_on_uvloop_a_read_commits_on_the_next_pass_with_the_turns_other_reads() -> None:
+    """uvloop cannot say that a turn is over: a read's batch waits for the next pass, where it
+    is committed once for every read of the turn, and no later."""
+    async def reads() -> None:
+        store = await Store.open(None)
+        try:
+            store.read_started()
+            first = store.append(1, "r", "q", "{}")
+            store.read_ended()
+            assert not first.done()  # nothing else is queued, but the loop cannot tell
+            store.read_started()  # another connection's read in the same turn
+            second = store.append(2, "r", "q", "{}")
+            store.read_ended()
+            await asyncio.sleep(0)  # the next pass
+            assert first.done() and second.done() and store.commits == 1
+        finally:
+            await store.close()
+
+    asyncio.run(reads(), loop_factory=uvloop.new_event_loop)
