@@ -56,7 +56,11 @@ OrphanHandler = Callable[[Content], None]
 # silently dropped.
 _Pending = tuple[asyncio.Future[Content], OrphanHandler | None]
 _OPEN = State.OPEN
-TURN_BUFFER_MAX = 256 * 1024  # bytes held for the end of a loop turn before writing anyway
+# Bytes of a turn's messages held before they are written anyway. Small, so that the server
+# starts on a pipelined burst's head while this side still encodes its tail (64 queue sends:
+# +8 % pairs/s against 256 KiB, docs/benchmarks.md), and a writer that never yields still fills
+# the socket and meets backpressure.
+TURN_BUFFER_MAX = 8 * 1024
 
 
 class HandshakeRefused(RoomClosed):
@@ -228,8 +232,8 @@ class Connection:
     def _send_now_or_soon(self, data: bytes) -> None:
         """The first message of a loop turn goes out at once (no added latency); the ones
         after it in the same turn (a pipelined burst) go together in one write at its end,
-        or as soon as they add up to ``TURN_BUFFER_MAX`` bytes (so that a writer which never
-        yields still fills the socket and meets backpressure).
+        or as soon as they add up to ``TURN_BUFFER_MAX`` bytes (the server works on those
+        while the rest are encoded).
 
         A turn can only have more writers if other callbacks are queued to run in it: with
         none (a sequential caller, the usual case), no end-of-turn callback is scheduled, which

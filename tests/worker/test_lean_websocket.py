@@ -17,9 +17,10 @@ from raw_room_server import (
 )
 from websockets.asyncio.client import connect
 
-from localmesh.protocol.wire import encode_message, json_content
+from localmesh.protocol.loop_turn import ALWAYS_BUSY
+from localmesh.protocol.wire import encode_message, json_content, unpack
 from localmesh.protocol.ws_frames import OP_BINARY
-from localmesh.worker.connection import Connection
+from localmesh.worker.connection import TURN_BUFFER_MAX, Connection
 from localmesh.worker.errors import ConnectionLost, RoomError
 from localmesh.worker.lean_websocket import LeanClientConnection
 
@@ -246,12 +247,39 @@ async def test_a_pipelined_burst_round_trips_in_order(room, loop_queue_visible) 
     end of its turn), every message arrives once, in order."""
     connection = await room.connection()
     if not loop_queue_visible:
-        connection._ready_queue = None
+        connection._ready_queue = ALWAYS_BUSY
     async with asyncio.timeout(BOUND):
         await asyncio.gather(*(room.queues.send("burst", {"n": n}) for n in range(64)))
         got = await asyncio.gather(*(room.queues.receive("burst", wait=False)
                                      for _ in range(64)))
     assert [message["n"] for message in got] == list(range(64))
+
+
+async def test_a_burst_leaves_in_writes_of_a_few_kib_while_it_is_encoded() -> None:
+    """The first message of a loop turn goes out at once, the rest of a pipelined burst in
+    writes of about ``TURN_BUFFER_MAX`` bytes as it is encoded (so the server starts on its
+    head), and the remainder as the turn ends: every message whole, once, in order."""
+    async with RawRoomServer(first=greeting()) as server:
+        connection = await Connection.open(server.url, "token", timeout=BOUND)
+        transport = connection._ws.transport
+        written: list[int] = []
+        write = transport.write
+
+        def counting_write(data: bytes) -> None:
+            written.append(len(data))
+            write(data)
+
+        transport.write = counting_write
+        pad = "x" * 200
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(*(connection.send("set_attributes", {"n": f"{n:02}", "pad": pad})
+                                   for n in range(64)))
+            got = [await server.messages.get() for _ in range(64)]
+        one = written[0]  # a message's frames: all the same size here
+        assert len(written) >= 3 and sum(written) == 64 * one
+        assert all(TURN_BUFFER_MAX <= size < TURN_BUFFER_MAX + one for size in written[1:-1])
+        assert [unpack(message.data)[0]["n"] for message in got] == [f"{n:02}" for n in range(64)]
+        await connection.close()
 
 
 async def test_malformed_packets_are_dropped_and_the_connection_goes_on(caplog) -> None:
