@@ -23,7 +23,13 @@ from localmesh.emulator.config import (
     local_api_key,
     local_project_key,
 )
-from localmesh.emulator.event_loop import LOOP_ENV, LoopChoice, LoopUnavailable, loop_factory
+from localmesh.emulator.event_loop import (
+    LOOP_ENV,
+    LoopChoice,
+    LoopFactory,
+    LoopUnavailable,
+    loop_factory,
+)
 from localmesh.emulator.faults import ADMIN_PATH as FAULTS_PATH
 from localmesh.emulator.faults import KINDS
 from localmesh.emulator.limits import RENAMED, Limits
@@ -57,6 +63,10 @@ ImportDir = Annotated[Path | None, typer.Option(
     "--import", help="Start from an export directory (`localmesh export`).")]
 ExportOnExit = Annotated[Path | None, typer.Option(
     "--export-on-exit", help="Export the rooms to this directory when stopping.")]
+EventLoop = Annotated[LoopChoice, typer.Option(
+    "--loop", envvar=LOOP_ENV, case_sensitive=False,
+    help="Event loop: uvloop (less CPU per operation), asyncio's own, or auto (uvloop when"
+         " installed).")]
 ApiUrl = Annotated[str | None, typer.Option(
     "--api-url", help="The emulator (default: MESHAGENT_API_URL, else the local one).")]
 ApiKeyOption = Annotated[str | None, typer.Option(
@@ -92,16 +102,10 @@ def serve(
     timeline_size: TimelineSize = DEFAULT_TIMELINE_SIZE,
     import_from: ImportDir = None,
     export_on_exit: ExportOnExit = None,
-    loop: Annotated[LoopChoice, typer.Option(
-        "--loop", envvar=LOOP_ENV, case_sensitive=False,
-        help="Event loop: uvloop (less CPU per operation), asyncio's own, or auto (uvloop when"
-             " installed).")] = LoopChoice.auto,
+    loop: EventLoop = LoopChoice.auto,
 ) -> None:
     """Run the room emulator in the foreground until Ctrl-C or SIGTERM (a second one forces the exit)."""
-    try:
-        factory = loop_factory(loop)
-    except LoopUnavailable as error:
-        raise typer.BadParameter(str(error), param_hint="--loop") from None
+    factory = _loop_factory(loop)
     try:
         mounts = dict(parse_mount_option(text) for text in mount_image or ())
     except ValueError as error:
@@ -186,6 +190,7 @@ def exec_(
     llm_script: LlmScript = None,
     import_from: ImportDir = None,
     export_on_exit: ExportOnExit = None,
+    loop: EventLoop = LoopChoice.auto,
 ) -> None:
     """Run COMMAND against a throwaway emulator, exit with COMMAND's status.
 
@@ -193,12 +198,14 @@ def exec_(
     (MESHAGENT_API_URL and the rest of `localmesh env`), and the server stops when it ends."""
     from localmesh.emulator.exec import CommandNotFound, exec_with_server
 
+    factory = _loop_factory(loop)
     server = RoomServer(
         port=port, data_dir=data_dir, long_poll_window=long_poll_window, llm_script=llm_script,
         import_from=import_from,
     )
     try:
-        status = asyncio.run(exec_with_server(server, command, export_on_exit=export_on_exit))
+        status = asyncio.run(exec_with_server(server, command, export_on_exit=export_on_exit,
+                                              started=_announce_exec), loop_factory=factory)
     except CommandNotFound as error:
         raise _fail(str(error), 127) from None
     except (ScriptError, SnapshotError) as error:
@@ -206,6 +213,18 @@ def exec_(
     except OSError as error:
         raise _fail(str(error)) from None
     raise typer.Exit(status)
+
+
+def _loop_factory(choice: LoopChoice) -> LoopFactory | None:
+    try:
+        return loop_factory(choice)
+    except LoopUnavailable as error:
+        raise typer.BadParameter(str(error), param_hint="--loop") from None
+
+
+def _announce_exec(server: RoomServer) -> None:
+    loop = loop_name(asyncio.get_running_loop())
+    typer.echo(f"localmesh exec: server on {server.url} (event loop: {loop})", err=True)
 
 
 def _admin_client(api_url: str | None, api_key: str | None, data_dir: Path):

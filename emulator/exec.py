@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .server import RoomServer
@@ -25,11 +25,15 @@ class CommandNotFound(OSError):
 
 
 async def exec_with_server(
-    server: RoomServer, command: Sequence[str], *, export_on_exit: Path | None = None
+    server: RoomServer, command: Sequence[str], *, export_on_exit: Path | None = None,
+    started: Callable[[RoomServer], None] | None = None,
 ) -> int:
-    """Run ``command`` against ``server`` (started and stopped here); its exit status
-    (128 + N for a command ended by signal N)."""
+    """Run ``command`` against ``server`` (started and stopped here, ``started`` told in
+    between, before the command starts); its exit status (128 + N for a command ended by
+    signal N)."""
     await server.start()
+    if started is not None:
+        started(server)
     child: asyncio.subprocess.Process | None = None
     loop = asyncio.get_running_loop()
     forwarded = (signal.SIGINT, signal.SIGTERM)

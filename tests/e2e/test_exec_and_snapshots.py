@@ -45,7 +45,7 @@ def localmesh_command() -> list[str]:
 
 
 def _clean_env() -> dict[str, str]:
-    ours = ("MESHAGENT_", "OPENAI_", "ANTHROPIC_", "GROK_", "XAI_")
+    ours = ("MESHAGENT_", "OPENAI_", "ANTHROPIC_", "GROK_", "XAI_", "LOCALMESH_LOOP")
     return {k: v for k, v in os.environ.items() if not k.startswith(ours)}
 
 
@@ -65,6 +65,17 @@ def test_exec_gives_the_command_the_server_and_exits_with_its_status(tmp_path: P
     assert _exec("--", sys.executable, "-c", CLIENT, "0", cwd=tmp_path).returncode == 0
     missing = _exec("--", "no-such-command-here", cwd=tmp_path)
     assert missing.returncode == 127 and "command not found" in missing.stderr
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    pytest.param((), "uvloop", id="default"),
+    pytest.param(("--loop", "asyncio"), "asyncio", id="--loop asyncio"),
+])
+def test_exec_names_the_event_loop_its_server_runs(tmp_path: Path, args: tuple[str, ...],
+                                                   expected: str) -> None:
+    run = _exec(*args, "--", sys.executable, "-c", CLIENT, "0", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert f"(event loop: {expected})" in run.stderr, run.stderr
 
 
 def test_localmesh_token_inside_exec_signs_with_the_exec_servers_key(tmp_path: Path) -> None:
