@@ -273,9 +273,9 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
                 raise ClientDisconnected()
             data = message.get("bytes")
             if data is not None:
-                self._queue_frame(OP_BINARY, data)
+                self._queue_frames([data])
             else:
-                self._queue_frame(OP_TEXT, message.get("text", "").encode())
+                self._queue_frames([message.get("text", "").encode()], OP_TEXT)
             return
         self._flush()
         await super().send(message)
@@ -315,8 +315,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         is rather than copying it into a joined buffer."""
         joined = None if self._flush_handle is not None or self._out else _joined(frames)
         if joined is None:
-            for frame in frames:
-                self._queue_frame(OP_BINARY, frame)
+            self._queue_frames(frames)
             return
         if not self.transport.is_closing():
             self.transport.write(joined)
@@ -328,13 +327,19 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         # Whatever else this turn writes waits for its end, and goes in one write.
         self._flush_handle = self.loop.call_soon(self._flush)
 
-    def _queue_frame(self, opcode: int, payload: bytes) -> None:
-        length = len(payload)
-        header = frame_header(opcode, length)
-        self._out.append(header)
-        self._out.append(payload)
-        self._out_bytes += len(header) + length
-        if self._out_bytes >= WRITE_NOW:
+    def _queue_frames(self, payloads: list[bytes], opcode: int = OP_BINARY) -> None:
+        """Frames held for the end of this turn's write (at once past ``WRITE_NOW`` bytes)."""
+        out = self._out
+        size = self._out_bytes
+        for payload in payloads:
+            length = len(payload)
+            header = (_BINARY_HEADERS[length] if length < 126 and opcode == OP_BINARY
+                      else frame_header(opcode, length))
+            out.append(header)
+            out.append(payload)
+            size += len(header) + length
+        self._out_bytes = size
+        if size >= WRITE_NOW:
             self._flush()
         elif self._flush_handle is None:
             # Written on the next turn of the loop, with whatever else this turn writes.
