@@ -1,4 +1,5 @@
-"""The event loop ``localmesh serve`` runs on: uvloop when it is installed, else asyncio's own.
+"""The event loop ``localmesh serve`` and ``localmesh exec`` run on: uvloop when it is installed, else
+asyncio's own.
 
 uvloop costs the server less CPU per operation (docs/benchmarks.md); behaviour is the same on
 both (the hot paths that ask whether the loop's turn is over answer conservatively on uvloop,
